@@ -1,0 +1,208 @@
+"""Turning scraped text and HTML into what a post may hold. Shared by every source.
+
+Titles and other front-matter strings become plain, single-line text. Bodies go through an
+lxml pass (site widgets out, lazy images in, links absolute, embeds as links), then through
+nh3 (the real sanitizer), then through the text encoding FORMAT.md asks for.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import nh3
+from lxml import etree
+from lxml import html as lxml_html
+
+# C0 and C1 controls, DEL, the Unicode line/paragraph separators, BOM, lone surrogates and
+# the noncharacters U+FFFE/U+FFFF: YAML folds or rejects all of them. Tab, LF and CR are white
+# space and are collapsed instead.
+_FORBIDDEN_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]"
+)
+_WHITESPACE = re.compile(r"\s+")
+# Something that looks like a tag: '<' followed by a letter, '/', '!' or '?'. A bare '<' in
+# text ("a < b") is left alone.
+_TAG = re.compile(r"<[a-zA-Z/!?][^>]*>")
+
+
+def clean_text(value: str) -> str:
+    """Plain single-line text: forbidden characters removed, white space collapsed, trimmed."""
+    return _WHITESPACE.sub(" ", _FORBIDDEN_CHARS.sub("", value)).strip()
+
+
+def clean_title(raw: str) -> str:
+    """A title as text: tags removed, entities decoded, then :func:`clean_text`."""
+    return clean_text(html.unescape(_TAG.sub("", raw)))
+
+
+# Attributes that lazy-loading scripts read the real image address from.
+LAZY_SRC_ATTRIBUTES = ("data-original", "data-src", "data-lazy-src")
+# Elements that are dropped by the sanitizer but whose source is worth a link.
+EMBED_TAGS = ("iframe", "video", "embed", "object", "audio")
+# Dropped with their content before sanitizing: their text is never article text.
+DROPPED_TAGS = ("noscript", "template", "script", "style", "form", "button", "select",
+                "textarea")
+
+_ALLOWED_TAGS = (set(nh3.ALLOWED_TAGS) | {"figure", "figcaption", "picture", "tfoot"}) - {
+    "map", "area",
+}
+_ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "img": {"src", "alt", "title", "width", "height"},
+    "a": {"href", "hreflang", "title"},
+    "*": {"lang", "dir"},
+}
+_SANITIZER = nh3.Cleaner(
+    tags=_ALLOWED_TAGS,
+    clean_content_tags={"script", "style"},
+    attributes=_ALLOWED_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto"},
+    # Links were made absolute by the lxml pass; one still relative could not be resolved.
+    url_relative="deny",
+    set_tag_attribute_values={"img": {"referrerpolicy": "no-referrer"}},
+)
+
+
+@dataclass(frozen=True)
+class CleanBody:
+    """A sanitized body, already encoded for a post, and its first real image."""
+
+    html: str
+    first_image: str | None
+
+
+def clean_body(raw: str, base_url: str | None, strip_selectors: Iterable[str] = ()) -> CleanBody:
+    """Clean one article body: lxml pass, then nh3, then the post text encoding."""
+    root = _parse_fragment(raw)
+    for selector in strip_selectors:
+        for element in root.cssselect(selector):
+            _remove_keeping_tail(element)
+    for element in list(root.iter(*DROPPED_TAGS)):
+        _remove_keeping_tail(element)
+    _promote_lazy_sources(root)
+    if base_url:
+        root.make_links_absolute(base_url, resolve_base_href=False, handle_failures="discard")
+    _replace_embeds_with_links(root, base_url)
+    first_image = _first_image(root)
+    sanitized = _SANITIZER.clean(_inner_html(root))
+    return CleanBody(html=encode_for_post(sanitized), first_image=first_image)
+
+
+def _parse_fragment(raw: str) -> lxml_html.HtmlElement:
+    try:
+        return lxml_html.fragment_fromstring(raw or "", create_parent="div")
+    except etree.ParserError:  # nothing parseable at all (e.g. only a comment)
+        return lxml_html.fragment_fromstring("", create_parent="div")
+
+
+def _remove_keeping_tail(element: lxml_html.HtmlElement) -> None:
+    if element.getparent() is not None:
+        element.drop_tree()
+
+
+def _promote_lazy_sources(root: lxml_html.HtmlElement) -> None:
+    for element in root.iter("img", "iframe", "source", "video", "embed", "audio"):
+        for attribute in LAZY_SRC_ATTRIBUTES:
+            value = (element.get(attribute) or "").strip()
+            if value:
+                element.set("src", value)
+                break
+
+
+def _replace_embeds_with_links(root: lxml_html.HtmlElement, base_url: str | None) -> None:
+    for element in list(root.iter(*EMBED_TAGS)):
+        if element.getparent() is None:
+            continue
+        source = _embed_source(element)
+        if not source:
+            _remove_keeping_tail(element)
+            continue
+        if base_url:
+            source = urljoin(base_url, source)
+        link = lxml_html.Element("a", href=source)
+        link.text = source
+        link.tail = element.tail
+        element.getparent().replace(element, link)
+
+
+def _embed_source(element: lxml_html.HtmlElement) -> str:
+    source = (element.get("src") or element.get("data") or "").strip()
+    if not source:
+        for child in element.iter("source"):
+            source = (child.get("src") or "").strip()
+            if source:
+                break
+    return source
+
+
+def _first_image(root: lxml_html.HtmlElement) -> str | None:
+    for image in root.iter("img"):
+        source = (image.get("src") or "").strip()
+        if not source.startswith(("http://", "https://")):
+            continue  # data: URLs, unresolved relative paths, javascript:
+        if _is_tracker(image):
+            continue
+        return source
+    return None
+
+
+def _is_tracker(image: lxml_html.HtmlElement) -> bool:
+    """A 1x1 (or 0x0) pixel: counting visits, not showing anything."""
+    sizes = [image.get("width", "").strip().removesuffix("px"),
+             image.get("height", "").strip().removesuffix("px")]
+    return any(size in {"0", "1"} for size in sizes)
+
+
+def _inner_html(root: lxml_html.HtmlElement) -> str:
+    parts = [html.escape(root.text or "", quote=False)]
+    parts.extend(etree.tostring(child, encoding="unicode", method="html") for child in root)
+    return "".join(parts)
+
+
+_PRE_TAG = re.compile(r"<(/?)pre\b[^>]*>", re.IGNORECASE)
+
+
+def encode_for_post(sanitized: str) -> str:
+    """The body text FORMAT.md asks for, from the sanitizer's output, without re-parsing it.
+
+    Curly braces become ``&#123;``/``&#125;`` (Hexo's template engine never sees them).
+    Empty or white-space-only lines, which would end Hexo's raw HTML block, are removed;
+    inside ``<pre>`` they matter, so the line break before them is written ``&#10;``.
+    No leading or trailing newline.
+    """
+    text = sanitized.replace("{", "&#123;").replace("}", "&#125;")
+    pre_spans = _pre_spans(text)
+    out: list[str] = []
+    offset = 0  # offset in ``text`` of the line being looked at
+    for line in text.split("\n"):
+        if out and not line.strip():
+            newline_at = offset - 1
+            if any(start <= newline_at < end for start, end in pre_spans):
+                out[-1] += "&#10;" + line
+        elif line.strip():
+            out.append(line)
+        offset += len(line) + 1
+    return "\n".join(out).strip()
+
+
+def _pre_spans(text: str) -> list[tuple[int, int]]:
+    """Offsets of the text between an opening ``<pre>`` and its closing tag (nesting aware)."""
+    spans: list[tuple[int, int]] = []
+    depth = 0
+    start = 0
+    for match in _PRE_TAG.finditer(text):
+        if match.group(1):  # closing tag
+            if depth == 1:
+                spans.append((start, match.start()))
+            depth = max(depth - 1, 0)
+        else:
+            if depth == 0:
+                start = match.end()
+            depth += 1
+    if depth:
+        spans.append((start, len(text)))
+    return spans

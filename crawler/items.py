@@ -1,0 +1,30 @@
+"""The one item every spider yields."""
+
+from __future__ import annotations
+
+import scrapy
+
+
+class Article(scrapy.Item):
+    """One news article, as a spider saw it; the pipelines normalize, dedup and write it.
+
+    Spiders fill the fields they know. After the normalize pipeline every field below is set
+    and cleaned (``published`` is an aware UTC datetime, ``body`` is sanitized HTML).
+    """
+
+    title = scrapy.Field()  # str: may hold tags and entities; normalize makes it plain text
+    url = scrapy.Field()  # str: the article's own URL (body links resolve against it)
+    published = scrapy.Field()  # datetime: timezone-aware publication time
+    categories = scrapy.Field()  # list[str]: topic, source, channel
+    author = scrapy.Field()  # str
+    body = scrapy.Field()  # str: raw HTML of the article body
+    source = scrapy.Field()  # str: the source's name, e.g. "cnbeta"
+    image = scrapy.Field()  # str | None: explicit lead image (a feed's media); wins
+    thumb = scrapy.Field()  # str | None: list thumbnail, used when the body has no image
+    fallback_image = scrapy.Field()  # str | None: the source's own fallback lead image
+    # False when ``url`` is not the story's own address (no link, the site's home page, a
+    # link shared by several entries): such items get no URL dedup key.
+    has_own_url = scrapy.Field()
+    # CSS selectors of site widgets to remove from the body (site knowledge stays in spiders).
+    strip_selectors = scrapy.Field()
+    lead_image = scrapy.Field()  # str: set by normalize, the post's headimg/thumbnail

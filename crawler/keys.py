@@ -1,0 +1,60 @@
+"""What makes two articles the same story: title and day, or canonical URL (FORMAT.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+from crawler.cleaning import clean_text
+
+# Query parameters that only say where a click came from.
+TRACKING_PARAMETERS = frozenset({"fbclid", "gclid", "spm"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def title_key(title: str, published: datetime) -> str:
+    """``NFKC(title)`` with white space collapsed, plus the publication day in UTC.
+
+    ``published`` must be timezone-aware; it is converted to UTC here.
+    """
+    normalized = clean_text(unicodedata.normalize("NFKC", title))
+    day = published.astimezone(UTC).date()
+    return f"{day.isoformat()} {normalized}"
+
+
+def url_key(url: str) -> str | None:
+    """The canonical form of an article URL, or None for something that is not an http(s) URL.
+
+    Scheme and host lower-cased, default port and tracking parameters (``utm_*``, ``fbclid``,
+    ``gclid``, ``spm``) removed; path, the other parameters (in order) and the fragment kept.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    # Filter the raw query segments so that the rest keeps its exact spelling.
+    query = "&".join(
+        segment for segment in parts.query.split("&") if segment and not _is_tracking(segment)
+    )
+    return urlunsplit((scheme, host, parts.path or "/", query, parts.fragment))
+
+
+def _is_tracking(segment: str) -> bool:
+    name = unquote_plus(segment.partition("=")[0]).lower()
+    return name.startswith("utm_") or name in TRACKING_PARAMETERS
+
+
+def key_digest(key: str) -> str:
+    """Eight hex digits that stand for a dedup key in file names."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]

@@ -1,0 +1,38 @@
+"""Scrapy settings of the harvester. Every setting here can be overridden with ``-s NAME=VALUE``."""
+
+BOT_NAME = "crawler"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+# --- The archive -------------------------------------------------------------------------
+# Folder that receives the posts and the archive's own hidden state (.state.sqlite3).
+OUTPUT_DIR = "output"
+# Lead image for articles without any image; {n} becomes a number stable per article.
+FALLBACK_IMAGE = "https://picsum.photos/400/300?random={n}"
+
+# One path for every article: normalize -> dedup -> write.
+ITEM_PIPELINES = {
+    "crawler.pipelines.normalize.NormalizePipeline": 100,
+    "crawler.pipelines.dedup.DedupPipeline": 200,
+    "crawler.pipelines.write.WritePipeline": 300,
+}
+# Dropped duplicates and bad articles are expected, not alarming: log them at INFO.
+DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
+
+# --- Politeness ----------------------------------------------------------------------------
+# Identify ourselves; the URL tells a site operator where to find us.
+USER_AGENT = "technews-harvester/0.1 (+https://github.com/technews-harvester/technews-harvester)"
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_DELAY = 1.0
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+RETRY_TIMES = 2
+DOWNLOAD_TIMEOUT = 30
+
+# --- Scrapy housekeeping -------------------------------------------------------------------
+FEED_EXPORT_ENCODING = "utf-8"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+LOG_LEVEL = "INFO"
