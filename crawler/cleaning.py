@@ -87,6 +87,9 @@ def clean_body(raw: str, base_url: str | None, strip_selectors: Iterable[str] = 
     if base_url:
         root.make_links_absolute(base_url, resolve_base_href=False, handle_failures="discard")
     _replace_embeds_with_links(root, base_url)
+    for image in list(root.iter("img")):
+        if _is_tracker(image):
+            _remove_keeping_tail(image)
     first_image = _first_image(root)
     sanitized = _SANITIZER.clean(_inner_html(root))
     return CleanBody(html=encode_for_post(sanitized), first_image=first_image)
@@ -144,8 +147,6 @@ def _first_image(root: lxml_html.HtmlElement) -> str | None:
         source = (image.get("src") or "").strip()
         if not source.startswith(("http://", "https://")):
             continue  # data: URLs, unresolved relative paths, javascript:
-        if _is_tracker(image):
-            continue
         return source
     return None
 

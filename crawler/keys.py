@@ -58,3 +58,9 @@ def _is_tracking(segment: str) -> bool:
 def key_digest(key: str) -> str:
     """Eight hex digits that stand for a dedup key in file names."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+def story_keys(title: str, published: datetime, url: str | None, has_own_url: bool) -> tuple[str, str | None]:
+    """The title key and, for an item whose url is its own, the URL key of a normalized item."""
+    own_url = url_key(url) if (url and has_own_url) else None
+    return title_key(title, published), own_url

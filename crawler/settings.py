@@ -18,6 +18,8 @@ ITEM_PIPELINES = {
 }
 # Dropped duplicates and bad articles are expected, not alarming: log them at INFO.
 DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
+# Log a dropped or scraped item as one short line, not the whole article.
+LOG_FORMATTER = "crawler.logformatter.OneLineLogFormatter"
 
 # --- Politeness ----------------------------------------------------------------------------
 # Identify ourselves; the URL tells a site operator where to find us.
@@ -30,6 +32,8 @@ AUTOTHROTTLE_START_DELAY = 1.0
 AUTOTHROTTLE_MAX_DELAY = 30.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 RETRY_TIMES = 2
+# Spiders log a request that finally failed themselves, in one line: Scrapy's own line is noise.
+RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"
 DOWNLOAD_TIMEOUT = 30
 
 # --- Scrapy housekeeping -------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Item pipelines, in the order ITEM_PIPELINES runs them: normalize -> dedup -> write."""

@@ -1,0 +1,71 @@
+"""Write: one post file per article, atomically, in FORMAT.md's layout."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from itemadapter import ItemAdapter
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.statscollectors import StatsCollector
+
+from crawler.archive import ArchiveState, post_relpath, resolve_inside, write_atomically
+from crawler.keys import key_digest, story_keys
+from crawler.postformat import render_post
+
+logger = logging.getLogger(__name__)
+
+
+class WritePipeline:
+    """Writes ``OUTPUT_DIR/YYYY/MM/YYYY-MM-DD-<slug>-<8 hex>.md`` and records the story's keys.
+
+    A post already on disk is never replaced (its keys are recorded, so the archive learns
+    it); a write that fails is logged, counted in ``write/failed`` and not recorded.
+    """
+
+    def __init__(self, stats: StatsCollector, output_dir: Path) -> None:
+        self.stats = stats
+        self.output_dir = output_dir
+        self.state: ArchiveState | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> WritePipeline:
+        assert crawler.stats is not None
+        return cls(crawler.stats, Path(crawler.settings["OUTPUT_DIR"]))
+
+    def open_spider(self) -> None:
+        self.state = ArchiveState(self.output_dir)
+
+    def close_spider(self) -> None:
+        if self.state is not None:
+            self.state.close()
+
+    def process_item(self, item: Any) -> Any:
+        assert self.state is not None
+        adapter = ItemAdapter(item)
+        title_key, url_key = story_keys(
+            adapter["title"], adapter["published"], adapter["url"], adapter["has_own_url"]
+        )
+        relpath = post_relpath(adapter["title"], adapter["published"], key_digest(title_key))
+        text = render_post(
+            title=adapter["title"],
+            categories=adapter["categories"],
+            lead_image=adapter["lead_image"],
+            author=adapter["author"],
+            published=adapter["published"],
+            body=adapter["body"],
+        )
+        try:
+            written = write_atomically(resolve_inside(self.output_dir, relpath), text.encode())
+        except (OSError, ValueError) as error:
+            self.stats.inc_value("write/failed")
+            raise DropItem(f"could not write {relpath}: {error}", log_level="ERROR") from None
+        self.state.remember(relpath, title_key, url_key)
+        if not written:
+            self.stats.inc_value("write/already_on_disk")
+            raise DropItem(f"already on disk: {relpath}")
+        self.stats.inc_value("write/written")
+        logger.info("wrote %s", relpath)
+        return item

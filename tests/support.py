@@ -1,0 +1,108 @@
+"""Test helpers: fixture sites on a real HTTP server, real crawls in a subprocess."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import frontmatter
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CNBETA = FIXTURES / "cnbeta"
+CSRF_TOKEN = "Q3RfS2VfVG9rZW4-Mx8yU0BhVE0+aW4="
+
+# Turn politeness delays off: the server is ours and on loopback.
+FAST = ("-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False", "-s", "RETRY_TIMES=1")
+
+
+@dataclass
+class CrawlResult:
+    returncode: int
+    log: str
+    output_dir: Path
+
+    def posts(self) -> dict[str, frontmatter.Post]:
+        """Every post file of the archive, by path relative to it."""
+        return {
+            path.relative_to(self.output_dir).as_posix(): frontmatter.load(path)
+            for path in sorted(self.output_dir.glob("*/*/*.md"))
+        }
+
+    def stat(self, name: str) -> int | None:
+        """A counter from Scrapy's end-of-crawl stats dump, or None when it is absent."""
+        match = re.search(rf"'{re.escape(name)}': (\d+)", self.log)
+        return int(match.group(1)) if match else None
+
+
+def run_scrapy(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def crawl(spider: str, output_dir: Path, *args: str) -> CrawlResult:
+    """``scrapy crawl SPIDER`` as a user runs it, into ``output_dir``."""
+    done = run_scrapy("crawl", spider, *FAST, "-s", f"OUTPUT_DIR={output_dir}", *args)
+    return CrawlResult(done.returncode, done.stdout + done.stderr, output_dir)
+
+
+def requested_paths(server: HTTPServer) -> list[str]:
+    """Paths (with query) the server was asked for, in order."""
+    return [
+        request.full_path.rstrip("?") if request.query_string else request.path
+        for request, _response in server.log
+    ]
+
+
+# --- the cnBeta fixture site ---------------------------------------------------------------
+
+
+def _file_response(path: Path, content_type: str, status: int = 200) -> Response:
+    return Response(path.read_bytes(), status=status, content_type=content_type)
+
+
+def serve_cnbeta(server: HTTPServer) -> None:
+    """A saved copy of cnBeta: home page, JSON list pages, article pages and broken ones."""
+    html = "text/html; charset=utf-8"
+    server.expect_request("/robots.txt").respond_with_data(
+        "User-agent: *\nDisallow: /search\n", content_type="text/plain"
+    )
+    server.expect_request("/").respond_with_response(_file_response(CNBETA / "home.html", html))
+    for page in range(1, 5):
+        server.expect_request(
+            "/home/more",
+            query_string={"type": "all", "page": str(page), "_csrf": CSRF_TOKEN},
+        ).respond_with_response(
+            _file_response(CNBETA / f"more-{page}.json", "application/json; charset=UTF-8")
+        )
+    # Later pages: the site answers an empty list.
+    server.expect_request("/home/more").respond_with_response(
+        _file_response(CNBETA / "more-4.json", "application/json; charset=UTF-8")
+    )
+    for article in sorted((CNBETA / "articles").glob("*.htm")):
+        channel = {"1153349": "science", "1153352": "game"}.get(article.stem, "tech")
+        content_type = "text/html; charset=GBK" if article.stem == "1153344" else html
+        server.expect_request(f"/articles/{channel}/{article.name}").respond_with_response(
+            _file_response(article, content_type)
+        )
+    server.expect_request("/articles/tech/1153347.htm").respond_with_data(
+        "<html><body><h1>404 Not Found</h1></body></html>", status=404, content_type=html
+    )
+    server.expect_request("/articles/tech/1153348.htm").respond_with_data(
+        "<html><body><h1>500 Internal Server Error</h1></body></html>",
+        status=500,
+        content_type=html,
+    )
+    # Anything else (sidebar links we must not follow, for one) is a 404, as on the site.
+    server.no_handler_status_code = 404
