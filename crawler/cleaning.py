@@ -44,11 +44,11 @@ LAZY_SRC_ATTRIBUTES = ("data-original", "data-src", "data-lazy-src")
 # Elements that are dropped by the sanitizer but whose source is worth a link.
 EMBED_TAGS = ("iframe", "video", "embed", "object", "audio")
 # Dropped with their content before sanitizing: their text is never article text.
-DROPPED_TAGS = ("noscript", "template", "script", "style", "form", "button", "select",
-                "textarea")
+DROPPED_TAGS = ("noscript", "template", "script", "style", "form", "button", "select", "textarea")
 
 _ALLOWED_TAGS = (set(nh3.ALLOWED_TAGS) | {"figure", "figcaption", "picture", "tfoot"}) - {
-    "map", "area",
+    "map",
+    "area",
 }
 _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
@@ -78,6 +78,7 @@ class CleanBody:
 def clean_body(raw: str, base_url: str | None, strip_selectors: Iterable[str] = ()) -> CleanBody:
     """Clean one article body: lxml pass, then nh3, then the post text encoding."""
     root = _parse_fragment(raw)
+    _unnest_void_elements(root)
     for selector in strip_selectors:
         for element in root.cssselect(selector):
             _remove_keeping_tail(element)
@@ -100,6 +101,29 @@ def _parse_fragment(raw: str) -> lxml_html.HtmlElement:
         return lxml_html.fragment_fromstring(raw or "", create_parent="div")
     except etree.ParserError:  # nothing parseable at all (e.g. only a comment)
         return lxml_html.fragment_fromstring("", create_parent="div")
+
+
+# Void in HTML5 but containers to libxml2, which nests what follows them inside.
+_VOID_TO_HTML5 = ("embed", "source", "track", "param")
+
+
+def _unnest_void_elements(root: lxml_html.HtmlElement) -> None:
+    """Move what libxml2 put inside a void element back after it, so nothing is lost with it."""
+    for element in reversed(list(root.iter(*_VOID_TO_HTML5))):
+        parent = element.getparent()
+        if parent is None:
+            continue
+        children = list(element)
+        old_tail = element.tail or ""
+        element.tail = element.text
+        element.text = None
+        index = parent.index(element)
+        for offset, child in enumerate(children, start=1):
+            parent.insert(index + offset, child)
+        if children:
+            children[-1].tail = (children[-1].tail or "") + old_tail
+        else:
+            element.tail = (element.tail or "") + old_tail
 
 
 def _remove_keeping_tail(element: lxml_html.HtmlElement) -> None:
@@ -153,8 +177,10 @@ def _first_image(root: lxml_html.HtmlElement) -> str | None:
 
 def _is_tracker(image: lxml_html.HtmlElement) -> bool:
     """A 1x1 (or 0x0) pixel: counting visits, not showing anything."""
-    sizes = [image.get("width", "").strip().removesuffix("px"),
-             image.get("height", "").strip().removesuffix("px")]
+    sizes = [
+        image.get("width", "").strip().removesuffix("px"),
+        image.get("height", "").strip().removesuffix("px"),
+    ]
     return any(size in {"0", "1"} for size in sizes)
 
 

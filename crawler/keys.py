@@ -60,7 +60,9 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
-def story_keys(title: str, published: datetime, url: str | None, has_own_url: bool) -> tuple[str, str | None]:
+def story_keys(
+    title: str, published: datetime, url: str | None, has_own_url: bool
+) -> tuple[str, str | None]:
     """The title key and, for an item whose url is its own, the URL key of a normalized item."""
     own_url = url_key(url) if (url and has_own_url) else None
     return title_key(title, published), own_url

@@ -254,11 +254,17 @@ class CnbetaSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         if failure.check(HttpError):
             status = failure.value.response.status
-            self._count_failure(f"{what}_http_error", "%s %s answered HTTP %d",
-                                what, request.url, status)
+            self._count_failure(
+                f"{what}_http_error", "%s %s answered HTTP %d", what, request.url, status
+            )
         else:
-            self._count_failure(f"{what}_fetch_failed", "%s %s could not be fetched: %s",
-                                what, request.url, failure.getErrorMessage())
+            self._count_failure(
+                f"{what}_fetch_failed",
+                "%s %s could not be fetched: %s",
+                what,
+                request.url,
+                failure.getErrorMessage(),
+            )
 
     def _count_failure(self, stat: str, message: str, *args: object) -> None:
         self.crawler.stats.inc_value(f"cnbeta/{stat}")

@@ -1,0 +1,79 @@
+"""The archive on disk: names, atomic writes that never replace, the state file."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from crawler.archive import (
+    STATE_FILE,
+    ArchiveState,
+    post_relpath,
+    resolve_inside,
+    slugify,
+    write_atomically,
+)
+
+MOMENT = datetime(2021, 7, 17, 14, 35, 32, tzinfo=UTC)
+WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+def test_slug_keeps_letters_and_digits_of_any_script() -> None:
+    assert (
+        slugify('阿里腾讯已悄然"握手" 下一个开放的会是支付吗？', 200)
+        == "阿里腾讯已悄然-握手-下一个开放的会是支付吗"
+    )
+    assert slugify("Linux 5.14-rc2: AMD / Intel", 200) == "Linux-5-14-rc2-AMD-Intel"
+    assert slugify("Привет, мир! हिन्दी", 200) == "Привет-мир-हिन्दी"
+    assert slugify("../../etc/passwd", 200) == "etc-passwd"
+    assert slugify("?!…", 200) == ""
+
+
+def test_post_path_layout_and_name_length() -> None:
+    relpath = post_relpath('阿里腾讯已悄然"握手"', MOMENT, "0123abcd")
+    assert relpath == "2021/07/2021-07-17-阿里腾讯已悄然-握手-0123abcd.md"
+    long_name = post_relpath("很长的标题" * 100, MOMENT, "0123abcd").split("/")[-1]
+    assert len(long_name.encode("utf-8")) <= 120
+    assert long_name.startswith("2021-07-17-很长的标题") and long_name.endswith("-0123abcd.md")
+    assert post_relpath("???", MOMENT, "0123abcd") == "2021/07/2021-07-17-0123abcd.md"
+
+
+@pytest.mark.parametrize("title", ["CON", 'a<b>c:"d"/e\\f|g?h*i', "trailing dot.", " ", "\x01x"])
+def test_names_are_valid_on_every_system(title: str) -> None:
+    name = post_relpath(title, MOMENT, "0123abcd").split("/")[-1]
+    assert not WINDOWS_FORBIDDEN.search(name)
+    assert not name.endswith((".", " ")) and not name.startswith(".")
+
+
+def test_resolve_inside_refuses_to_leave_the_archive(tmp_path: Path) -> None:
+    assert resolve_inside(tmp_path, "2021/07/x.md") == tmp_path.resolve() / "2021/07/x.md"
+    for bad in ("../x.md", "/etc/passwd", "2021/../../x.md"):
+        with pytest.raises(ValueError):
+            resolve_inside(tmp_path, bad)
+
+
+def test_atomic_write_never_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "2021" / "07" / "post.md"
+    assert write_atomically(target, b"first") is True
+    assert write_atomically(target, b"second") is False
+    assert target.read_bytes() == b"first"
+    assert sorted(os.listdir(target.parent)) == ["post.md"]
+
+
+def test_state_remembers_keys_across_connections(tmp_path: Path) -> None:
+    state = ArchiveState(tmp_path)
+    assert state.knows(title_key="2021-07-17 t", url_key="https://e.com/a") is None
+    state.remember("2021/07/x.md", "2021-07-17 t", "https://e.com/a")
+    state.remember("2021/07/y.md", "2021-07-18 u", None)
+    state.close()
+    again = ArchiveState(tmp_path)
+    assert again.knows(title_key="2021-07-17 t") == "title"
+    assert again.knows(title_key="other", url_key="https://e.com/a") == "url"
+    assert again.knows(title_key="2021-07-18 u", url_key="https://e.com/b") == "title"
+    assert again.knows(title_key="nope", url_key="https://e.com/b") is None
+    again.close()
+    assert (tmp_path / STATE_FILE).is_file()

@@ -1,0 +1,126 @@
+"""Titles and bodies as a post may hold them."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from lxml import html as lxml_html
+
+from crawler.cleaning import clean_body, clean_title, encode_for_post
+
+BASE = "https://www.cnbeta.com.tw/articles/tech/1153345.htm"
+
+
+def test_title_loses_tags_entities_controls_and_extra_white_space() -> None:
+    raw = "  <b>Linux</b> &amp; <i>BSD</i>:\u2028 the\u0085 &quot;x&quot;\x07 \t\n news \u00a0 "
+    assert clean_title(raw) == 'Linux & BSD: the "x" news'
+
+
+def test_title_keeps_a_bare_less_than_and_does_not_apply_nfkc() -> None:
+    assert clean_title("a < b ＡＢＣ") == "a < b ＡＢＣ"
+
+
+def test_body_is_sanitized() -> None:
+    body = clean_body(
+        '<p onclick="x()" style="color:red">hi</p><script>alert(1)</script>'
+        '<style>p{color:red}</style><a href="javascript:alert(1)">j</a>'
+        '<a href="vbscript:x">v</a><a href="data:text/html,x">d</a>'
+        '<form action="/f"><input name="q"><button>go</button></form>'
+        '<img src="https://i.example/a.jpg" onerror="alert(1)">',
+        BASE,
+    ).html
+    for forbidden in (
+        "onclick",
+        "style",
+        "<script",
+        "alert",
+        "javascript:",
+        "vbscript:",
+        "data:",
+        "<form",
+        "<input",
+        "<button",
+        "onerror",
+    ):
+        assert forbidden not in body
+    assert '<img src="https://i.example/a.jpg" referrerpolicy="no-referrer">' in body
+
+
+def test_lazy_images_relative_links_and_embeds() -> None:
+    body = clean_body(
+        '<img src="/grey.gif" data-original="//img.example/real.jpg">'
+        '<img data-lazy-src="pics/b.png"><img data-src="/c.png" src="data:image/gif;base64,R0l=">'
+        '<a href="../topics/9.htm">t</a><a href="#c">c</a>'
+        '<iframe src="//player.example/embed/1"></iframe>'
+        '<video><source src="/v.mp4"></video>'
+        '<embed src="https://flash.example/x.swf"> after',
+        BASE,
+    ).html
+    assert '<img src="https://img.example/real.jpg" referrerpolicy="no-referrer">' in body
+    assert 'src="https://www.cnbeta.com.tw/articles/tech/pics/b.png"' in body
+    assert 'src="https://www.cnbeta.com.tw/c.png"' in body
+    assert 'href="https://www.cnbeta.com.tw/articles/topics/9.htm"' in body
+    assert 'href="https://www.cnbeta.com.tw/articles/tech/1153345.htm#c"' in body
+    assert ">https://player.example/embed/1</a>" in body
+    assert ">https://www.cnbeta.com.tw/v.mp4</a>" in body
+    assert ">https://flash.example/x.swf</a> after" in body
+    assert "<iframe" not in body and "<video" not in body and "<embed" not in body
+
+
+def test_every_img_gets_no_referrer_and_every_link_is_absolute() -> None:
+    body = clean_body(
+        '<p><img src="a.jpg"><img src="/b.jpg" referrerpolicy="unsafe-url"></p><a href="x">x</a>',
+        BASE,
+    ).html
+    tree = lxml_html.fragment_fromstring(body, create_parent="div")
+    images = tree.findall(".//img")
+    assert len(images) == 2
+    assert all(img.get("referrerpolicy") == "no-referrer" for img in images)
+    for element in tree.iter():
+        for attribute in ("src", "href"):
+            if element.get(attribute):
+                assert element.get(attribute).startswith("https://")
+
+
+def test_site_widgets_are_removed_by_selector() -> None:
+    body = clean_body(
+        '<div class="topic"><img src="/logo.png"></div><p>text</p>'
+        '<div class="article-global">promo</div>',
+        BASE,
+        [".topic", ".article-global"],
+    )
+    assert body.html == "<p>text</p>"
+    assert body.first_image is None
+
+
+def test_first_image_skips_data_urls_and_trackers() -> None:
+    body = clean_body(
+        '<img src="data:image/gif;base64,R0l="><img src="/px.gif" width="1" height="1">'
+        '<img src="/real.jpg"><img src="/second.jpg">',
+        BASE,
+    )
+    assert body.first_image == "https://www.cnbeta.com.tw/real.jpg"
+    assert "px.gif" not in body.html  # the tracker is gone from the body too
+
+
+def test_body_encoding_braces_blank_lines_and_pre() -> None:
+    body = clean_body(
+        "\n\n<p>{{ x }} {% y %}</p>\n   \n\n<p>b</p>\n<pre>line 1\n\n  \nline 4</pre>\n\n", BASE
+    ).html
+    assert body == (
+        "<p>&#123;&#123; x &#125;&#125; &#123;% y %&#125;</p>\n<p>b</p>\n"
+        "<pre>line 1&#10;&#10;  \nline 4</pre>"
+    )
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab<>/pre {}\n \t")), max_size=200))
+def test_encoded_body_never_has_blank_lines_or_edge_newlines(text: str) -> None:
+    encoded = encode_for_post(text)
+    assert not encoded.startswith("\n") and not encoded.endswith("\n")
+    assert all(line.strip() for line in encoded.split("\n")) or encoded == ""
+    assert "{" not in encoded and "}" not in encoded
+
+
+def test_empty_or_comment_only_body() -> None:
+    assert clean_body("", BASE).html == ""
+    assert clean_body("<!-- nothing -->", BASE).html == ""

@@ -1,0 +1,213 @@
+"""Real crawls of the cnBeta fixture site: ``scrapy crawl cnbeta -a base_url=...``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from support import CrawlResult, crawl, requested_paths
+
+CATEGORIES = ["新媒体", "cnBeta", "最新"]
+# title -> (GMT date, lead image) of every article the fixture site lists and serves.
+EXPECTED = {
+    '阿里腾讯已悄然"握手" 下一个开放的会是支付吗？': (
+        "Sat, 17 Jul 2021 14:35:32 GMT",  # JSON inputtime (seconds), not the page's minute
+        "https://n.sinaimg.cn/tech/crawl/84/w550h1134/20210717/5e6c-93030f1c16b12b25a270c6c9888cc1e6.jpg",
+    ),
+    "国产操作系统统信UOS发布新版本": (
+        "Sat, 17 Jul 2021 12:11:05 GMT",
+        "https://www.cnbeta.com.tw/upimg/article/2021/0717/uos-desktop.png",
+    ),
+    "苹果发布 iOS 14.7 正式版：支持 MagSafe 外接电池": (
+        "Sat, 17 Jul 2021 00:00:00 GMT",
+        "https://static.cnbetacdn.com/article/2021/0717/ios147-1.jpg",
+    ),
+    "这是一篇没有图片的快讯": ("Fri, 16 Jul 2021 15:59:59 GMT", None),
+    'It\'s "quoted": #1 --- 🚀 科技「新闻」— {{ 模板 }}': (
+        "Thu, 15 Jul 2021 08:30:00 GMT",
+        "https://static.cnbetacdn.com/article/2021/0715/rocket.jpg",
+    ),
+    "Linux 5.14-rc2 发布：修复了多个 AMD 显卡驱动问题": ("Sat, 17 Jul 2021 13:02:00 GMT", None),
+    "任天堂公布新款 Switch OLED 机型": (
+        "Tue, 06 Jul 2021 14:10:00 GMT",
+        "https://static.cnbetacdn.com/article/2021/0706/switch-oled.jpg",
+    ),
+}
+
+
+def crawl_site(base_url: str, output: Path, *args: str) -> CrawlResult:
+    return crawl("cnbeta", output, "-a", f"base_url={base_url}", "-a", "pages=3", *args)
+
+
+@pytest.fixture
+def first_run(cnbeta_site: HTTPServer, base_url: str, tmp_path: Path) -> CrawlResult:
+    result = crawl_site(base_url, tmp_path / "archive")
+    assert result.returncode == 0, result.log
+    return result
+
+
+def test_one_correct_post_per_listed_article(first_run: CrawlResult) -> None:
+    posts = first_run.posts()
+    by_title = {post["title"]: post for post in posts.values()}
+    assert set(by_title) == set(EXPECTED)
+    for title, (date, lead_image) in EXPECTED.items():
+        post = by_title[title]
+        assert post["date"] == date
+        assert post["categories"] == CATEGORIES
+        assert post["author"] == "cnBeta"
+        assert post["comments"] is False
+        assert post["headimg"] == post["thumbnail"]
+        if lead_image:
+            assert post["headimg"] == lead_image
+        else:
+            assert post["headimg"].startswith("https://picsum.photos/400/300?random=")
+
+
+def test_files_follow_the_post_layout(first_run: CrawlResult) -> None:
+    for relpath in first_run.posts():
+        text = (first_run.output_dir / relpath).read_text(encoding="utf-8")
+        assert text.startswith("\n---\ntitle: '")
+        assert "\ncategories: \n - 新媒体\n - cnBeta\n - 最新\nheadimg: '" in text
+        assert "\nauthor: cnBeta\ncomments: false\ndate: " in text
+        assert "\n---\n\n<div>   \n" in text
+        assert text.endswith("   \n</div>\n            ")
+        body = text.split("<div>   \n", 1)[1].rsplit("   \n</div>", 1)[0]
+        assert all(line.strip() for line in body.split("\n")), relpath
+        assert "{" not in body and "}" not in body
+        year, month, name = relpath.split("/")
+        assert name.startswith(f"{year}-{month}-") and len(name.encode()) <= 120
+
+
+def test_bodies_are_sanitized_and_absolute(first_run: CrawlResult) -> None:
+    bodies = {post["title"]: post.content for post in first_run.posts().values()}
+    ios = bodies["苹果发布 iOS 14.7 正式版：支持 MagSafe 外接电池"]
+    for forbidden in (
+        "<script",
+        "<style",
+        "onclick",
+        "onmouseover",
+        "onload",
+        "javascript:",
+        "data:",
+        "<iframe",
+        "<form",
+        "pixel.gif",
+        "grey.gif",
+    ):
+        assert forbidden not in ios
+    assert 'src="https://static.cnbetacdn.com/article/2021/0717/ios147-2.jpg"' in ios
+    assert ">https://player.bilibili.com/player.html?bvid=BV1xx411c7mD</a>" in ios
+    assert "&#123;&#123; MagSafe &#125;&#125;" in ios
+    assert "softwareupdate --list&#10;" in ios
+    assert ios.count('referrerpolicy="no-referrer"') == ios.count("<img")
+
+    uos = bodies["国产操作系统统信UOS发布新版本"]  # served in GBK
+    assert "统信软件今日发布了统信UOS桌面操作系统的新版本。" in uos
+    assert 'href="https://www.cnbeta.com.tw/articles/tech/1153000.htm"' in uos
+    assert 'href="https://www.cnbeta.com.tw/topics/1021.htm"' in uos
+    assert "127.0.0.1" not in uos and "localhost" not in uos
+
+    ali = bodies['阿里腾讯已悄然"握手" 下一个开放的会是支付吗？']
+    assert ali.startswith("<div>   \n<p><strong>对立多年后")  # summary first, topic logo removed
+    assert "topics/63.png" not in ali and "618-promo" not in ali and "更多文章" not in ali
+
+
+def test_bad_input_is_logged_and_counted_without_traceback(first_run: CrawlResult) -> None:
+    log = first_run.log
+    assert "Traceback" not in log
+    assert "ERROR" not in log
+    assert first_run.stat("cnbeta/article_http_error") == 2  # the 404 and the 500
+    assert first_run.stat("cnbeta/list_page_invalid_json") == 1
+    assert first_run.stat("normalize/dropped/missing_date") == 1
+    assert first_run.stat("write/written") == len(EXPECTED)
+    assert log.count("answered HTTP 404") == 1
+    assert log.count("answered HTTP 500") == 1
+    assert log.count("JSON list page 2 is not JSON") == 1
+    assert log.count("Dropped: article without a publication time") == 1
+
+
+def test_only_the_main_list_is_followed_and_no_page_twice(
+    first_run: CrawlResult, cnbeta_site: HTTPServer
+) -> None:
+    paths = requested_paths(cnbeta_site)
+    articles = Counter(path for path in paths if path.startswith("/articles/"))
+    assert "/articles/tech/1100001.htm" not in articles  # sidebar
+    assert "/articles/tech/1100002.htm" not in articles  # related list
+    assert "/articles/tech/1100003.htm" not in articles  # related list of an article
+    assert "/articles/game/1153352.htm" in articles  # hot.cnbeta.com link, fetched via base_url
+    retried = {"/articles/tech/1153348.htm"}  # the 500 is retried once
+    assert all(count == 1 for path, count in articles.items() if path not in retried)
+    assert not any("page=4" in path for path in paths)  # pages=3
+
+
+def test_second_run_writes_nothing_and_fetches_no_article(
+    first_run: CrawlResult, cnbeta_site: HTTPServer, base_url: str
+) -> None:
+    before = {p: (first_run.output_dir / p).read_bytes() for p in first_run.posts()}
+    cnbeta_site.clear_log()
+    second = crawl_site(base_url, first_run.output_dir)
+    assert second.returncode == 0, second.log
+    assert second.stat("write/written") is None
+    after = {p: (first_run.output_dir / p).read_bytes() for p in second.posts()}
+    assert after == before
+    fetched = [p for p in requested_paths(cnbeta_site) if p.startswith("/articles/")]
+    # Only what was never archived is asked for again: the 404, the 500 and the dateless page.
+    assert sorted(set(fetched)) == [
+        "/articles/tech/1153347.htm",
+        "/articles/tech/1153348.htm",
+        "/articles/tech/1153351.htm",
+    ]
+    assert second.stat("cnbeta/article_skipped_archived") == len(EXPECTED)
+
+
+def test_list_stops_at_an_empty_page(
+    cnbeta_site: HTTPServer, base_url: str, tmp_path: Path
+) -> None:
+    result = crawl("cnbeta", tmp_path / "a", "-a", f"base_url={base_url}", "-a", "pages=6")
+    assert result.returncode == 0, result.log
+    list_pages = [p for p in requested_paths(cnbeta_site) if p.startswith("/home/more")]
+    assert [p.split("page=")[1].split("&")[0] for p in list_pages] == ["1", "2", "3", "4"]
+    assert len(result.posts()) == len(EXPECTED)
+
+
+def test_pages_zero_reads_the_home_page_only(
+    cnbeta_site: HTTPServer, base_url: str, tmp_path: Path
+) -> None:
+    result = crawl(
+        "cnbeta",
+        tmp_path / "a",
+        "-a",
+        f"base_url={base_url}",
+        "-a",
+        "pages=0",
+        "-a",
+        "categories=科技,cnBeta",
+        "-a",
+        "author=cnBeta中文业界资讯站",
+    )
+    assert result.returncode == 0, result.log
+    assert not any(p.startswith("/home/more") for p in requested_paths(cnbeta_site))
+    posts = {post["title"]: post for post in result.posts().values()}
+    # The home page lists four cnBeta articles; one of them has no date on its page.
+    assert set(posts) == {
+        '阿里腾讯已悄然"握手" 下一个开放的会是支付吗？',
+        "Linux 5.14-rc2 发布：修复了多个 AMD 显卡驱动问题",
+        "任天堂公布新款 Switch OLED 机型",
+    }
+    ali = posts['阿里腾讯已悄然"握手" 下一个开放的会是支付吗？']
+    assert ali["date"] == "Sat, 17 Jul 2021 14:35:00 GMT"  # the page's minute, ":00" seconds
+    assert ali["categories"] == ["科技", "cnBeta"]
+    assert ali["author"] == "cnBeta中文业界资讯站"
+
+
+def test_a_fresh_output_dir_starts_clean(
+    first_run: CrawlResult, base_url: str, tmp_path: Path
+) -> None:
+    other = crawl_site(base_url, tmp_path / "another-archive")
+    assert other.returncode == 0, other.log
+    assert len(other.posts()) == len(EXPECTED)
+    assert (tmp_path / "another-archive" / ".state.sqlite3").is_file()
+    hidden = [p.name for p in (tmp_path / "another-archive").iterdir() if not p.is_dir()]
+    assert all(name.startswith(".") for name in hidden)
