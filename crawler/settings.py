@@ -3,6 +3,8 @@
 BOT_NAME = "crawler"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
+# Our `scrapy crawl` checks spider arguments first (a bad one: one line, exit status 2).
+COMMANDS_MODULE = "crawler.commands"
 
 # --- The archive -------------------------------------------------------------------------
 # Folder that receives the posts and the archive's own hidden state (.state.sqlite3).
@@ -35,6 +37,9 @@ RETRY_TIMES = 2
 # Spiders log a request that finally failed themselves, in one line: Scrapy's own line is noise.
 RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"
 DOWNLOAD_TIMEOUT = 30
+
+# A robots.txt that cannot be fetched is logged as one line, not an error with a traceback.
+EXTENSIONS = {"crawler.extensions.QuietRobotsTxtFailures": 0}
 
 # --- Scrapy housekeeping -------------------------------------------------------------------
 FEED_EXPORT_ENCODING = "utf-8"

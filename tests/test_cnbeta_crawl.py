@@ -211,3 +211,26 @@ def test_a_fresh_output_dir_starts_clean(
     assert (tmp_path / "another-archive" / ".state.sqlite3").is_file()
     hidden = [p.name for p in (tmp_path / "another-archive").iterdir() if not p.is_dir()]
     assert all(name.startswith(".") for name in hidden)
+
+
+@pytest.mark.parametrize("argument", ["pages=abc", "pages=-1", "base_url=ftp://mirror"])
+def test_bad_spider_arguments_are_one_usage_error(argument: str, tmp_path: Path) -> None:
+    result = crawl("cnbeta", tmp_path / "a", "-a", argument)
+    assert result.returncode == 2
+    assert "Traceback" not in result.log
+    assert f"cnbeta: -a {argument.split('=')[0]} must be" in result.log
+    assert not (tmp_path / "a").exists()
+
+
+def test_unreachable_site_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = crawl("cnbeta", tmp_path / "a", "-a", f"base_url=http://127.0.0.1:{port}")
+    assert result.returncode == 0
+    assert "Traceback" not in result.log and "ERROR" not in result.log
+    assert result.stat("cnbeta/home_fetch_failed") == 1
+    assert result.log.count("could not be fetched") == 1
+    assert result.posts() == {}

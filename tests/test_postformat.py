@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from crawler.cleaning import clean_text, clean_title
 from crawler.postformat import http_date, render_post, yaml_scalar
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "cnbeta-2021-07-17.md"
+# A byte-for-byte copy of ../shared/examples/cnbeta-2021-07-17.md, the format contract.
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "golden" / "cnbeta-2021-07-17.md"
 
 
 def reference_fields() -> dict:

@@ -76,8 +76,9 @@ class CnbetaSpider(scrapy.Spider):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.pages = _non_negative_int("pages", pages)
-        self.base_url = _base_url(base_url) if base_url else None
+        self.check_arguments(pages=pages, base_url=base_url)
+        self.pages = int(pages)
+        self.base_url = base_url.strip().rstrip("/") if base_url else None
         self.categories = (
             [name.strip() for name in categories.split(",") if name.strip()]
             if categories
@@ -86,6 +87,13 @@ class CnbetaSpider(scrapy.Spider):
         self.author = author or DEFAULT_AUTHOR
         self.listed: dict[str, Listing] = {}  # canonical article URL -> listing, in list order
         self.archive: ArchiveState | None = None
+
+    @classmethod
+    def check_arguments(cls, **arguments: Any) -> None:
+        """Raise ValueError, naming the argument, for a spider argument that cannot work."""
+        _non_negative_int("pages", arguments.get("pages", 3))
+        if arguments.get("base_url"):
+            _base_url(arguments["base_url"])
 
     async def start(self) -> AsyncIterator[Any]:
         self.archive = ArchiveState(self.settings["OUTPUT_DIR"])
@@ -224,7 +232,7 @@ class CnbetaSpider(scrapy.Spider):
         if not isinstance(response, TextResponse):
             self._count_failure("article_not_html", "article is not HTML: %s", response.url)
             return
-        title = " ".join(response.css("header.title h1 ::text").getall()) or listing.title
+        title = "".join(response.css("header.title h1 ::text").getall()) or listing.title
         published = listing.published or parse_page_date(
             response.css(".meta span ::text").get() or ""
         )
@@ -333,8 +341,7 @@ def _non_negative_int(name: str, value: str | int) -> int:
     return number
 
 
-def _base_url(value: str) -> str:
+def _base_url(value: str) -> None:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"cnbeta: -a base_url must be an http(s) URL, not {value!r}")
-    return value.strip().rstrip("/")
