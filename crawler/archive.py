@@ -11,7 +11,7 @@ import os
 import sqlite3
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 STATE_FILE = ".state.sqlite3"
@@ -25,7 +25,16 @@ CREATE TABLE IF NOT EXISTS story_keys (
     archived_at TEXT NOT NULL,  -- ISO 8601, UTC
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fetch_failures (
+    url_key TEXT PRIMARY KEY,   -- canonical URL of an article page that could not be used
+    reason TEXT NOT NULL,       -- e.g. 'http_404', 'unreachable', 'missing_date'
+    attempts INTEGER NOT NULL,
+    failed_at TEXT NOT NULL     -- ISO 8601, UTC, of the last failure
+) WITHOUT ROWID;
 """
+# A failed article page waits this long before it is asked for again, doubled with every
+# further failure, up to MAX_FAILURE_BACKOFF.
+MAX_FAILURE_BACKOFF = timedelta(days=7)
 
 
 class ArchiveState:
@@ -58,6 +67,35 @@ class ArchiveState:
             if row:
                 return kind
         return None
+
+    def in_failure_backoff(
+        self, url_key: str, backoff: timedelta, now: datetime | None = None
+    ) -> bool:
+        """True while an article page that failed should not be asked for again.
+
+        It waits ``backoff`` after its first failure, twice that after the second, and so
+        on, up to MAX_FAILURE_BACKOFF.
+        """
+        row = self._db.execute(
+            "SELECT attempts, failed_at FROM fetch_failures WHERE url_key = ?", (url_key,)
+        ).fetchone()
+        if not row:
+            return False
+        attempts, failed_at = row
+        wait = min(backoff * 2 ** min(attempts - 1, 20), MAX_FAILURE_BACKOFF)
+        return datetime.fromisoformat(failed_at) + wait > (now or datetime.now(UTC))
+
+    def record_failure(self, url_key: str, reason: str, now: datetime | None = None) -> None:
+        """Remember that an article page failed (once more)."""
+        self._db.execute(
+            "INSERT INTO fetch_failures (url_key, reason, attempts, failed_at)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT (url_key) DO UPDATE SET"
+            " reason = excluded.reason, attempts = attempts + 1, failed_at = excluded.failed_at",
+            (url_key, reason, (now or datetime.now(UTC)).isoformat()),
+        )
+
+    def forget_failure(self, url_key: str) -> None:
+        self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
 
     def remember(self, path: str, title_key: str, url_key: str | None) -> None:
         """Record a written post's keys in one transaction."""

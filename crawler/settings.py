@@ -12,6 +12,10 @@ OUTPUT_DIR = "output"
 # Lead image for articles without any image; {n} becomes a number stable per article.
 FALLBACK_IMAGE = "https://picsum.photos/400/300?random={n}"
 
+# An article page that failed (HTTP error, unreachable, no title or date) is not asked for
+# again for this many seconds; the wait doubles with each further failure (at most 7 days).
+FAILED_ARTICLE_RETRY_AFTER = 3600
+
 # One path for every article: normalize -> dedup -> write.
 ITEM_PIPELINES = {
     "crawler.pipelines.normalize.NormalizePipeline": 100,

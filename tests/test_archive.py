@@ -77,3 +77,24 @@ def test_state_remembers_keys_across_connections(tmp_path: Path) -> None:
     assert again.knows(title_key="nope", url_key="https://e.com/b") is None
     again.close()
     assert (tmp_path / STATE_FILE).is_file()
+
+
+def test_failed_pages_wait_longer_after_each_failure(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    state = ArchiveState(tmp_path)
+    hour = timedelta(hours=1)
+    url = "https://www.cnbeta.com.tw/articles/tech/1.htm"
+    assert not state.in_failure_backoff(url, hour, now=MOMENT)
+    state.record_failure(url, "http_404", now=MOMENT)
+    assert state.in_failure_backoff(url, hour, now=MOMENT + timedelta(minutes=59))
+    assert not state.in_failure_backoff(url, hour, now=MOMENT + timedelta(minutes=61))
+    state.record_failure(url, "http_404", now=MOMENT)
+    assert state.in_failure_backoff(url, hour, now=MOMENT + timedelta(minutes=119))
+    assert not state.in_failure_backoff(url, hour, now=MOMENT + timedelta(minutes=121))
+    for _ in range(30):
+        state.record_failure(url, "http_404", now=MOMENT)
+    assert not state.in_failure_backoff(url, hour, now=MOMENT + timedelta(days=7, minutes=1))
+    state.forget_failure(url)
+    assert not state.in_failure_backoff(url, hour, now=MOMENT)
+    state.close()

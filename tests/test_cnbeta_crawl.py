@@ -152,14 +152,45 @@ def test_second_run_writes_nothing_and_fetches_no_article(
     assert second.stat("write/written") is None
     after = {p: (first_run.output_dir / p).read_bytes() for p in second.posts()}
     assert after == before
-    fetched = [p for p in requested_paths(cnbeta_site) if p.startswith("/articles/")]
-    # Only what was never archived is asked for again: the 404, the 500 and the dateless page.
-    assert sorted(set(fetched)) == [
+    assert [p for p in requested_paths(cnbeta_site) if p.startswith("/articles/")] == []
+    assert second.stat("cnbeta/article_skipped_archived") == len(EXPECTED)
+    # The 404, the 500 and the dateless page wait before they are asked for again.
+    assert second.stat("cnbeta/article_skipped_failed_recently") == 3
+
+
+def test_failed_articles_are_retried_once_their_wait_is_over(
+    first_run: CrawlResult, cnbeta_site: HTTPServer, base_url: str
+) -> None:
+    cnbeta_site.clear_log()
+    again = crawl_site(base_url, first_run.output_dir, "-s", "FAILED_ARTICLE_RETRY_AFTER=0")
+    assert again.returncode == 0, again.log
+    fetched = {p for p in requested_paths(cnbeta_site) if p.startswith("/articles/")}
+    assert fetched == {
         "/articles/tech/1153347.htm",
         "/articles/tech/1153348.htm",
         "/articles/tech/1153351.htm",
-    ]
-    assert second.stat("cnbeta/article_skipped_archived") == len(EXPECTED)
+    }
+    assert again.stat("write/written") is None
+
+
+def test_a_story_archived_by_title_and_day_is_not_fetched(
+    cnbeta_site: HTTPServer, base_url: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from crawler.archive import ArchiveState
+    from crawler.keys import title_key
+
+    state = ArchiveState(tmp_path / "a")  # archived from another source, under another URL
+    published = datetime(2021, 7, 17, 12, 11, 5, tzinfo=UTC)
+    state.remember(
+        "2021/07/elsewhere.md", title_key("国产操作系统统信UOS发布新版本", published), None
+    )
+    state.close()
+    result = crawl_site(base_url, tmp_path / "a")
+    assert result.returncode == 0, result.log
+    assert "/articles/tech/1153344.htm" not in requested_paths(cnbeta_site)
+    assert len(result.posts()) == len(EXPECTED) - 1
 
 
 def test_list_stops_at_an_empty_page(

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
@@ -97,6 +97,9 @@ class CnbetaSpider(scrapy.Spider):
 
     async def start(self) -> AsyncIterator[Any]:
         self.archive = ArchiveState(self.settings["OUTPUT_DIR"])
+        self.failure_backoff = timedelta(
+            seconds=self.settings.getfloat("FAILED_ARTICLE_RETRY_AFTER")
+        )
         yield scrapy.Request(
             self.fetch_url(f"{SITE}/"), callback=self.parse_home, errback=self.home_failed
         )
@@ -213,6 +216,9 @@ class CnbetaSpider(scrapy.Spider):
             if known:
                 stats.inc_value("cnbeta/article_skipped_archived")
                 continue
+            if self.archive.in_failure_backoff(_failure_key(url), self.failure_backoff):
+                stats.inc_value("cnbeta/article_skipped_failed_recently")
+                continue
             stats.inc_value("cnbeta/article_requested")
             yield scrapy.Request(
                 self.fetch_url(url),
@@ -231,11 +237,20 @@ class CnbetaSpider(scrapy.Spider):
     def parse_article(self, response: Response, url: str, listing: Listing) -> Iterator[Article]:
         if not isinstance(response, TextResponse):
             self._count_failure("article_not_html", "article is not HTML: %s", response.url)
+            self._remember_failure(url, "not_html")
             return
         title = "".join(response.css("header.title h1 ::text").getall()) or listing.title
         published = listing.published or parse_page_date(
             response.css(".meta span ::text").get() or ""
         )
+        # The normalize pipeline drops (and counts) an article without title or date; the
+        # page is remembered so that the next runs do not fetch it again straight away.
+        if not clean_title(title or ""):
+            self._remember_failure(url, "missing_title")
+        elif published is None:
+            self._remember_failure(url, "missing_date")
+        elif self.archive is not None:
+            self.archive.forget_failure(_failure_key(url))
         body = "".join(
             response.css(".article-summary").xpath("node()").getall()
             + response.css(".article-content").xpath("node()").getall()
@@ -255,6 +270,14 @@ class CnbetaSpider(scrapy.Spider):
 
     def article_failed(self, failure: Failure) -> None:
         self._count_request_failure("article", failure)
+        reason = (
+            f"http_{failure.value.response.status}" if failure.check(HttpError) else "unreachable"
+        )
+        self._remember_failure(failure.request.cb_kwargs["url"], reason)  # type: ignore[attr-defined]
+
+    def _remember_failure(self, url: str, reason: str) -> None:
+        assert self.archive is not None
+        self.archive.record_failure(_failure_key(url), reason)
 
     # --- failures: one log line, one stat, no traceback ----------------------------------
 
@@ -296,6 +319,10 @@ def canonical_article_url(href: object) -> str | None:
     if parts.scheme not in ("http", "https") or not CNBETA_HOST.match(parts.hostname or ""):
         return None
     return SITE + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _failure_key(url: str) -> str:
+    return url_key(url) or url
 
 
 def parse_page_date(text: str) -> datetime | None:
