@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import unicodedata
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,9 +191,3 @@ def _fsync_directory(directory: Path) -> None:
     finally:
         os.close(descriptor)
 
-
-def iter_post_files(output_dir: Path) -> Iterable[Path]:
-    """Every post of the archive (hidden files and folders skipped)."""
-    for path in sorted(output_dir.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
-        if not path.name.startswith("."):
-            yield path
