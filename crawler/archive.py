@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS fetch_failures (
     attempts INTEGER NOT NULL,
     failed_at TEXT NOT NULL     -- ISO 8601, UTC, of the last failure
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feed_validators (
+    feed_url TEXT PRIMARY KEY,  -- as requested
+    etag TEXT,
+    last_modified TEXT,
+    saved_at TEXT NOT NULL
+) WITHOUT ROWID;
 """
 # A failed article page waits this long before it is asked for again, doubled with every
 # further failure, up to MAX_FAILURE_BACKOFF.
@@ -95,6 +101,22 @@ class ArchiveState:
 
     def forget_failure(self, url_key: str) -> None:
         self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
+
+    def feed_validators(self, feed_url: str) -> tuple[str | None, str | None]:
+        """The ETag and Last-Modified of a feed's last fully processed response."""
+        row = self._db.execute(
+            "SELECT etag, last_modified FROM feed_validators WHERE feed_url = ?", (feed_url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def save_feed_validators(
+        self, feed_url: str, etag: str | None, last_modified: str | None
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO feed_validators (feed_url, etag, last_modified, saved_at)"
+            " VALUES (?, ?, ?, ?)",
+            (feed_url, etag, last_modified, datetime.now(UTC).isoformat(timespec="seconds")),
+        )
 
     def remember(self, path: str, title_key: str, url_key: str | None) -> None:
         """Record a written post's keys in one transaction."""
@@ -190,4 +212,3 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-

@@ -12,12 +12,13 @@ class Article(scrapy.Item):
     and cleaned (``published`` is an aware UTC datetime, ``body`` is sanitized HTML).
     """
 
-    title = scrapy.Field()  # str: may hold tags and entities; normalize makes it plain text
+    title = scrapy.Field()  # str: HTML (tags, entities); normalize makes it plain text
     url = scrapy.Field()  # str: the article's own URL (body links resolve against it)
     published = scrapy.Field()  # datetime: timezone-aware publication time
     categories = scrapy.Field()  # list[str]: topic, source, channel
     author = scrapy.Field()  # str
     body = scrapy.Field()  # str: raw HTML of the article body
+    body_base = scrapy.Field()  # str | None: base URL of the body's links when not ``url``
     source = scrapy.Field()  # str: the source's name, e.g. "cnbeta"
     image = scrapy.Field()  # str | None: explicit lead image (a feed's media); wins
     thumb = scrapy.Field()  # str | None: list thumbnail, used when the body has no image

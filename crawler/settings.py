@@ -16,6 +16,12 @@ FALLBACK_IMAGE = "https://picsum.photos/400/300?random={n}"
 # again for this many seconds; the wait doubles with each further failure (at most 7 days).
 FAILED_ARTICLE_RETRY_AFTER = 3600
 
+# --- Feeds ----------------------------------------------------------------------------------
+# Where `rsshub = "/route"` sources are fetched from; point it at your own RSSHub instance.
+RSSHUB_BASE = "https://rsshub.app"
+# Skip feed entries older than this many days (0: keep all), e.g. a feed's backlog.
+MAX_AGE_DAYS = 0
+
 # One path for every article: normalize -> dedup -> write.
 ITEM_PIPELINES = {
     "crawler.pipelines.normalize.NormalizePipeline": 100,
@@ -43,7 +49,11 @@ RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"
 DOWNLOAD_TIMEOUT = 30
 
 # A robots.txt that cannot be fetched is logged as one line, not an error with a traceback.
-EXTENSIONS = {"crawler.extensions.QuietRobotsTxtFailures": 0}
+# SourceStats counts what happened to each source's articles and logs one line per source.
+EXTENSIONS = {
+    "crawler.extensions.QuietRobotsTxtFailures": 0,
+    "crawler.extensions.SourceStats": 500,
+}
 
 # --- Scrapy housekeeping -------------------------------------------------------------------
 FEED_EXPORT_ENCODING = "utf-8"

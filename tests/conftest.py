@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
-from support import serve_cnbeta
+from support import serve_cnbeta, serve_feeds
 
 
 @pytest.fixture
@@ -18,3 +18,9 @@ def cnbeta_site(httpserver: HTTPServer) -> Iterator[HTTPServer]:
 @pytest.fixture
 def base_url(httpserver: HTTPServer) -> str:
     return httpserver.url_for("").rstrip("/")
+
+
+@pytest.fixture
+def feed_site(httpserver: HTTPServer) -> Iterator[HTTPServer]:
+    serve_feeds(httpserver)
+    yield httpserver

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import frontmatter
 from pytest_httpserver import HTTPServer
-from werkzeug import Response
+from werkzeug import Request, Response
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -106,3 +106,63 @@ def serve_cnbeta(server: HTTPServer) -> None:
     )
     # Anything else (sidebar links we must not follow, for one) is a 404, as on the site.
     server.no_handler_status_code = 404
+
+
+# --- feed fixtures -------------------------------------------------------------------------
+
+FEEDS = FIXTURES / "feeds"
+RSS = "application/rss+xml"
+# path on the server -> (fixture file, Content-Type)
+FEED_ROUTES = {
+    "/feeds/ithome.xml": ("ithome-rss2.xml", "application/rss+xml; charset=utf-8"),
+    "/feeds/atom.xml": ("atom.xml", "application/atom+xml; charset=utf-8"),
+    "/feeds/rss1.rdf": ("rss1.rdf", "application/rdf+xml"),
+    "/feeds/oschina.xml": ("oschina-gb2312.xml", RSS),  # charset in the XML prolog only
+    "/feeds/gb2312-header.xml": ("gb2312-header-only.xml", f"{RSS}; charset=gb2312"),
+    "/feeds/habr.xml": ("habr-cp1251.xml", RSS),
+    "/feeds/verge.xml": ("verge-media.xml", f"{RSS}; charset=utf-8"),
+    "/feeds/sspai.xml": ("enclosure.xml", f"{RSS}; charset=utf-8"),
+    "/feeds/solidot.xml": ("shared-links.xml", "text/xml; charset=utf-8"),
+    "/feeds/truncated.xml": ("truncated.xml", f"{RSS}; charset=utf-8"),
+    "/feeds/syndication.xml": ("cnbeta-syndication.xml", f"{RSS}; charset=utf-8"),
+    "/feeds/html": ("not-a-feed.html", "text/html; charset=utf-8"),
+}
+ETAG = '"5f3c-1626534000"'
+LAST_MODIFIED = "Sat, 17 Jul 2021 15:00:00 GMT"
+
+
+def serve_feeds(server: HTTPServer) -> None:
+    """Feed fixtures, a feed with validators (answers 304 to them), full-text pages."""
+    server.no_handler_status_code = 404
+    server.expect_request("/robots.txt").respond_with_data(
+        "User-agent: *\nDisallow: /private/\n", content_type="text/plain"
+    )
+    for path, (name, content_type) in FEED_ROUTES.items():
+        server.expect_request(path).respond_with_response(
+            _file_response(FEEDS / name, content_type)
+        )
+
+    def conditional(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == ETAG:
+            return Response(status=304, headers={"ETag": ETAG})
+        response = _file_response(FEEDS / "verge-media.xml", f"{RSS}; charset=utf-8")
+        response.headers["ETag"] = ETAG
+        response.headers["Last-Modified"] = LAST_MODIFIED
+        return response
+
+    server.expect_request("/feeds/conditional.xml").respond_with_handler(conditional)
+    base = server.url_for("").rstrip("/")
+    full_text = (FEEDS / "fulltext.xml").read_text(encoding="utf-8").replace("{base}", base)
+    server.expect_request("/feeds/fulltext.xml").respond_with_data(
+        full_text, content_type=f"{RSS}; charset=utf-8"
+    )
+    server.expect_request("/articles/sqlite-btrees.html").respond_with_response(
+        _file_response(FEEDS / "pages" / "sqlite-btrees.html", "text/html; charset=utf-8")
+    )
+
+
+def write_sources(path: Path, server: HTTPServer, *tables: str) -> Path:
+    """A sources file; ``{base}`` in the tables becomes the server's address."""
+    base = server.url_for("").rstrip("/")
+    path.write_text("\n".join(tables).replace("{base}", base), encoding="utf-8")
+    return path

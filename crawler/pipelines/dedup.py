@@ -14,6 +14,10 @@ from crawler.archive import ArchiveState
 from crawler.keys import story_keys
 
 
+class DuplicateItem(DropItem):
+    """An article the archive (or this run) already holds: a drop that is not a problem."""
+
+
 class DedupPipeline:
     """Keeps the first article of every story; counts the others in ``dedup/duplicate/*``.
 
@@ -58,4 +62,4 @@ class DedupPipeline:
     def _drop(self, reason: str, adapter: ItemAdapter) -> None:
         self.stats.inc_value(f"dedup/duplicate/{reason}")
         self.stats.inc_value("dedup/duplicate")
-        raise DropItem(f"duplicate ({reason}): {adapter['title']!r} {adapter['url'] or ''}")
+        raise DuplicateItem(f"duplicate ({reason}): {adapter['title']!r} {adapter['url'] or ''}")

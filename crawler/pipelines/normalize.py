@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
@@ -46,7 +47,8 @@ class NormalizePipeline:
             self._drop("naive_date", f"publication time without a time zone: {url}")
         published = published.astimezone(UTC)
 
-        body = clean_body(adapter.get("body") or "", url, adapter.get("strip_selectors") or ())
+        base = clean_text(adapter.get("body_base") or "") or url
+        body = clean_body(adapter.get("body") or "", base, adapter.get("strip_selectors") or ())
         adapter["title"] = title
         adapter["url"] = url
         adapter["published"] = published
@@ -54,7 +56,7 @@ class NormalizePipeline:
         adapter["author"] = clean_text(adapter.get("author") or "") or clean_text(
             adapter.get("source") or ""
         )
-        adapter["body"] = body.html
+        adapter["body"] = body.html or _link_only_body(url)
         adapter["lead_image"] = (
             _absolute_image(adapter.get("image"))
             or body.first_image
@@ -66,7 +68,7 @@ class NormalizePipeline:
         self.stats.inc_value("normalize/ok")
         return item
 
-    def _drop(self, reason: str, message: str) -> None:
+    def _drop(self, reason: str, message: str) -> NoReturn:
         self.stats.inc_value(f"normalize/dropped/{reason}")
         raise DropItem(message)
 
@@ -91,3 +93,10 @@ def _absolute_image(value: object) -> str | None:
     if url.startswith("//"):
         url = "https:" + url
     return url if url.startswith(("http://", "https://")) else None
+
+
+def _link_only_body(url: str | None) -> str:
+    """The body of an article that has none (a link-only feed entry): a link to it."""
+    if not url:
+        return "<p></p>"
+    return clean_body(f'<p><a href="{html.escape(url)}">{html.escape(url)}</a></p>', url).html

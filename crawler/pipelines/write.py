@@ -13,9 +13,14 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.archive import ArchiveState, post_relpath, resolve_inside, write_atomically
 from crawler.keys import key_digest, story_keys
+from crawler.pipelines.dedup import DuplicateItem
 from crawler.postformat import render_post
 
 logger = logging.getLogger(__name__)
+
+
+class WriteFailed(DropItem):
+    """A post that could not be written (disk full, permissions): retried next run."""
 
 
 class WritePipeline:
@@ -61,11 +66,11 @@ class WritePipeline:
             written = write_atomically(resolve_inside(self.output_dir, relpath), text.encode())
         except (OSError, ValueError) as error:
             self.stats.inc_value("write/failed")
-            raise DropItem(f"could not write {relpath}: {error}", log_level="ERROR") from None
+            raise WriteFailed(f"could not write {relpath}: {error}", log_level="ERROR") from None
         self.state.remember(relpath, title_key, url_key)
         if not written:
             self.stats.inc_value("write/already_on_disk")
-            raise DropItem(f"already on disk: {relpath}")
+            raise DuplicateItem(f"already on disk: {relpath}")
         self.stats.inc_value("write/written")
         logger.info("wrote %s", relpath)
         return item

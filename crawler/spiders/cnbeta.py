@@ -14,6 +14,7 @@ The site, as RSSHub's cnbeta route also reads it:
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -120,6 +121,7 @@ class CnbetaSpider(scrapy.Spider):
     def parse_home(self, response: Response) -> Iterator[scrapy.Request]:
         if not isinstance(response, TextResponse):
             self._count_failure("home_not_html", "home page is not HTML: %s", response.url)
+            self.crawler.stats.set_value(f"source/{self.name}/failed", 1)
             return
         for href in response.css("div.items-area > div.item > dl > dt > a::attr(href)").getall():
             self._add_listing(href, Listing())
@@ -134,6 +136,7 @@ class CnbetaSpider(scrapy.Spider):
 
     def home_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
         self._count_request_failure("home", failure)
+        self.crawler.stats.set_value(f"source/{self.name}/failed", 1)
         return iter(())
 
     def _more_request(self, page: int, token: str) -> scrapy.Request:
@@ -205,6 +208,7 @@ class CnbetaSpider(scrapy.Spider):
         """One request per listed article the archive does not already hold."""
         assert self.archive is not None
         stats = self.crawler.stats
+        stats.set_value(f"source/{self.name}/seen", len(self.listed))
         for url, listing in self.listed.items():
             listed_title = clean_title(listing.title or "")
             known = self.archive.knows(
@@ -239,7 +243,9 @@ class CnbetaSpider(scrapy.Spider):
             self._count_failure("article_not_html", "article is not HTML: %s", response.url)
             self._remember_failure(url, "not_html")
             return
-        title = "".join(response.css("header.title h1 ::text").getall()) or listing.title
+        # Text nodes are text: escaped, so that normalize's tag stripping keeps a literal "<".
+        page_title = "".join(response.css("header.title h1 ::text").getall())
+        title = html.escape(page_title, quote=False) if page_title.strip() else listing.title
         published = listing.published or parse_page_date(
             response.css(".meta span ::text").get() or ""
         )
