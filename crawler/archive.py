@@ -131,6 +131,17 @@ class ArchiveState:
                 rows,
             )
 
+    def replace_story_keys(self, rows: list[tuple[str, str, str]]) -> None:
+        """Replace every dedup key with ``(kind, key, path)`` rows, in one transaction."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._transaction():
+            self._db.execute("DELETE FROM story_keys")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO story_keys (kind, key, path, archived_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(kind, key, path, now) for kind, key, path in rows],
+            )
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 

@@ -34,8 +34,9 @@ DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
 LOG_FORMATTER = "crawler.logformatter.OneLineLogFormatter"
 
 # --- Politeness ----------------------------------------------------------------------------
-# Identify ourselves; the URL tells a site operator where to find us.
-USER_AGENT = "technews-harvester/0.1 (+https://github.com/technews-harvester/technews-harvester)"
+# Identify ourselves: {contact} becomes CONTACT_URL, where a site operator can reach you.
+USER_AGENT = "technews-harvester/0.1 (+{contact})"
+CONTACT_URL = "https://github.com/technews-harvester/technews-harvester"
 ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
 DOWNLOAD_DELAY = 1.0
@@ -44,6 +45,17 @@ AUTOTHROTTLE_START_DELAY = 1.0
 AUTOTHROTTLE_MAX_DELAY = 30.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 RETRY_TIMES = 2
+# Retries of 5xx/429 and network errors wait RETRY_BACKOFF_BASE seconds, doubling each time
+# (at most RETRY_BACKOFF_MAX); a Retry-After header is honoured instead, up to RETRY_AFTER_MAX.
+RETRY_BACKOFF_BASE = 2.0
+RETRY_BACKOFF_MAX = 60.0
+RETRY_AFTER_MAX = 300.0
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.middlewares.BackoffRetryMiddleware": 550,
+    "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": None,
+    "crawler.middlewares.ContactUserAgentMiddleware": 500,
+}
 # Spiders log a request that finally failed themselves, in one line: Scrapy's own line is noise.
 RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"
 DOWNLOAD_TIMEOUT = 30

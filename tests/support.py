@@ -18,7 +18,10 @@ CNBETA = FIXTURES / "cnbeta"
 CSRF_TOKEN = "Q3RfS2VfVG9rZW4-Mx8yU0BhVE0+aW4="
 
 # Turn politeness delays off: the server is ours and on loopback.
-FAST = ("-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False", "-s", "RETRY_TIMES=1")
+FAST = (
+    "-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False",
+    "-s", "RETRY_TIMES=1", "-s", "RETRY_BACKOFF_BASE=0",
+)  # fmt: skip
 
 
 @dataclass

@@ -12,9 +12,10 @@ from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
 from crawler.archive import ArchiveState, post_relpath, resolve_inside, write_atomically
+from crawler.index import append_index, index_entry
 from crawler.keys import key_digest, story_keys
 from crawler.pipelines.dedup import DuplicateItem
-from crawler.postformat import render_post
+from crawler.postformat import http_date, render_post
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ class WriteFailed(DropItem):
 
 
 class WritePipeline:
-    """Writes ``OUTPUT_DIR/YYYY/MM/YYYY-MM-DD-<slug>-<8 hex>.md`` and records the story's keys.
+    """Writes ``OUTPUT_DIR/YYYY/MM/YYYY-MM-DD-<slug>-<8 hex>.md``, records the story's keys
+    and appends the post to ``.index.jsonl``.
 
     A post already on disk is never replaced (its keys are recorded, so the archive learns
     it); a write that fails is logged, counted in ``write/failed`` and not recorded.
@@ -62,8 +64,9 @@ class WritePipeline:
             published=adapter["published"],
             body=adapter["body"],
         )
+        data = text.encode("utf-8")
         try:
-            written = write_atomically(resolve_inside(self.output_dir, relpath), text.encode())
+            written = write_atomically(resolve_inside(self.output_dir, relpath), data)
         except (OSError, ValueError) as error:
             self.stats.inc_value("write/failed")
             raise WriteFailed(f"could not write {relpath}: {error}", log_level="ERROR") from None
@@ -71,6 +74,19 @@ class WritePipeline:
         if not written:
             self.stats.inc_value("write/already_on_disk")
             raise DuplicateItem(f"already on disk: {relpath}")
+        append_index(
+            self.output_dir,
+            index_entry(
+                path=relpath,
+                title=adapter["title"],
+                date=http_date(adapter["published"]),
+                url=adapter["url"],
+                canonical_url=url_key,
+                source=adapter.get("source"),
+                categories=list(adapter["categories"]),
+                data=data,
+            ),
+        )
         self.stats.inc_value("write/written")
         logger.info("wrote %s", relpath)
         return item
