@@ -57,6 +57,7 @@ class SourceStats:
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.item_dropped, signal=signals.item_dropped)
         crawler.signals.connect(self.item_error, signal=signals.item_error)
+        crawler.signals.connect(self.spider_error, signal=signals.spider_error)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -71,6 +72,13 @@ class SourceStats:
 
     def item_error(self, item: Any) -> None:
         self._count(item, "dropped")
+
+    def spider_error(self, failure: Any, response: Any, spider: Spider) -> None:
+        """A bug while reading a source's page fails that source."""
+        meta = getattr(response, "meta", None) or {}
+        source = meta.get("source_name") or spider.name
+        self.stats.inc_value(f"source/{source}/errors")
+        self.stats.set_value(f"source/{source}/failed", 1)
 
     def _count(self, item: Any, what: str) -> None:
         source = ItemAdapter(item).get("source") or "unknown"

@@ -16,6 +16,10 @@ FALLBACK_IMAGE = "https://picsum.photos/400/300?random={n}"
 # again for this many seconds; the wait doubles with each further failure (at most 7 days).
 FAILED_ARTICLE_RETRY_AFTER = 3600
 
+# --- cnbeta ---------------------------------------------------------------------------------
+# Fetch cnBeta from a mirror or saved copy (same as `-a base_url=`); empty: the real site.
+CNBETA_BASE_URL = ""
+
 # --- Feeds ----------------------------------------------------------------------------------
 # Where `rsshub = "/route"` sources are fetched from; point it at your own RSSHub instance.
 RSSHUB_BASE = "https://rsshub.app"
@@ -65,7 +69,10 @@ DOWNLOAD_TIMEOUT = 30
 EXTENSIONS = {
     "crawler.extensions.QuietRobotsTxtFailures": 0,
     "crawler.extensions.SourceStats": 500,
+    "crawler.progress.ProgressDisplay": 600,
 }
+# A live progress line on stderr; the harvest command turns it on only at a terminal.
+PROGRESS_DISPLAY = False
 
 # --- Scrapy housekeeping -------------------------------------------------------------------
 FEED_EXPORT_ENCODING = "utf-8"

@@ -169,3 +169,29 @@ def write_sources(path: Path, server: HTTPServer, *tables: str) -> Path:
     base = server.url_for("").rstrip("/")
     path.write_text("\n".join(tables).replace("{base}", base), encoding="utf-8")
     return path
+
+
+def run_harvest(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+    """``python -m crawler harvest`` as cron runs it (no terminal), fast politeness."""
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", "harvest", *FAST, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def source_table(name: str, **keys: object) -> str:
+    """One [[source]] table; list values become TOML arrays."""
+    lines = ["[[source]]", f'name = "{name}"']
+    for key, value in keys.items():
+        if isinstance(value, list):
+            lines.append(f"{key} = [" + ", ".join(f'"{v}"' for v in value) + "]")
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {str(value).lower()}")
+        else:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"

@@ -1,11 +1,18 @@
-"""``scrapy crawl`` that rejects bad spider arguments with one usage line and exit status 2."""
+"""``scrapy crawl`` that checks spider arguments first and holds the archive's lock.
+
+A bad spider argument is one usage line and exit status 2; an archive locked by another run
+is one line and exit status 75. Nothing is fetched in either case.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from scrapy.commands import crawl
 from scrapy.exceptions import UsageError
+
+from crawler.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
 
 
 class Command(crawl.Command):
@@ -21,4 +28,13 @@ class Command(crawl.Command):
                     check(**opts.spargs)
                 except ValueError as error:
                     raise UsageError(str(error), print_help=False) from None
-        super().run(args, opts)
+        assert self.settings is not None
+        try:
+            lock = ArchiveLock(self.settings["OUTPUT_DIR"]).acquire()
+        except ArchiveLocked as locked:
+            print(f"error: {locked}", file=sys.stderr)
+            raise SystemExit(EXIT_LOCKED) from None
+        try:
+            super().run(args, opts)
+        finally:
+            lock.release()

@@ -61,7 +61,8 @@ class CnbetaSpider(scrapy.Spider):
 
     - ``pages``: how many ``/home/more`` JSON pages to read besides the home page (default 3).
     - ``base_url``: fetch every cnBeta URL from this mirror or saved copy instead; items keep
-      their ``https://www.cnbeta.com.tw`` URLs.
+      their ``https://www.cnbeta.com.tw`` URLs. The ``CNBETA_BASE_URL`` setting does the same
+      (for harvests, whose sources file has no spider arguments).
     - ``categories``: comma-separated categories (default ``新媒体,cnBeta,最新``).
     - ``author``: the author written in posts (default ``cnBeta``).
     """
@@ -95,6 +96,15 @@ class CnbetaSpider(scrapy.Spider):
         _non_negative_int("pages", arguments.get("pages", 3))
         if arguments.get("base_url"):
             _base_url(arguments["base_url"])
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> CnbetaSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        mirror = crawler.settings.get("CNBETA_BASE_URL")
+        if mirror and not spider.base_url:  # the harvest's way to point at a mirror
+            _base_url(mirror)
+            spider.base_url = mirror.strip().rstrip("/")
+        return spider
 
     async def start(self) -> AsyncIterator[Any]:
         self.archive = ArchiveState(self.settings["OUTPUT_DIR"])

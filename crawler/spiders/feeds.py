@@ -9,6 +9,7 @@ pipeline sanitizes and resolves links, and feedparser's pass strips lazy-image a
 from __future__ import annotations
 
 import html
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,7 @@ class FeedsSpider(scrapy.Spider):
         self._parsing: set[str] = set()  # feeds whose response is still being read
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._incomplete: set[str] = set()  # feeds with an item that failed: keep no validators
+        self._started: dict[str, tuple[Source, float]] = {}  # feed URL -> source, start time
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> None:
@@ -107,13 +109,18 @@ class FeedsSpider(scrapy.Spider):
         rsshub_base = self.settings.get("RSSHUB_BASE")
         for source in self.feed_sources:
             feed_url = source.feed_url(rsshub_base)
+            self._started[feed_url] = (source, time.monotonic())
             yield scrapy.Request(
                 feed_url,
                 callback=self.parse_feed,
                 errback=self.feed_failed,
                 headers=self._conditional_headers(feed_url),
                 cb_kwargs={"source": source},
-                meta={"handle_httpstatus_list": [304], "feed_url": feed_url},
+                meta={
+                    "handle_httpstatus_list": [304],
+                    "feed_url": feed_url,
+                    "source_name": source.name,
+                },
                 dont_filter=True,
             )
 
@@ -129,6 +136,7 @@ class FeedsSpider(scrapy.Spider):
         if response.status == 304:
             stats.inc_value("feeds/not_modified")
             self.logger.info("source %s: not modified since the last run", source.name)
+            self._finished(feed_url)
             return
         parsed = feedparser.parse(
             response.body,
@@ -139,6 +147,7 @@ class FeedsSpider(scrapy.Spider):
         if not parsed.entries and (not parsed.version or parsed.bozo):
             reason = parsed.get("bozo_exception") or "no feed found"
             self._source_failed(source, f"not a feed ({_one_line(reason)}): {response.url}")
+            self._finished(feed_url)
             return
         if parsed.bozo:
             stats.inc_value("feeds/bozo")
@@ -203,6 +212,7 @@ class FeedsSpider(scrapy.Spider):
                     callback=self.parse_full_text,
                     errback=self.full_text_failed,
                     cb_kwargs={"item": item},
+                    meta={"source_name": source.name},
                     dont_filter=True,  # each tracked item must come back
                 )
             else:
@@ -278,13 +288,23 @@ class FeedsSpider(scrapy.Spider):
     # --- failures ------------------------------------------------------------------------
 
     def feed_failed(self, failure: Failure) -> None:
-        source = failure.request.cb_kwargs["source"]  # type: ignore[attr-defined]
-        self._source_failed(source, f"{_failure_reason(failure)}: {failure.request.url}")  # type: ignore[attr-defined]
+        request = failure.request  # type: ignore[attr-defined]
+        source = request.cb_kwargs["source"]
+        self._source_failed(source, f"{_failure_reason(failure)}: {request.url}")
+        self._finished(request.meta["feed_url"])
 
     def _source_failed(self, source: Source, message: str) -> None:
         self.crawler.stats.inc_value("feeds/failed")
         self.crawler.stats.set_value(f"source/{source.name}/failed", 1)
         self.logger.warning("source %s failed: %s", source.name, message)
+
+    def _finished(self, feed_url: str) -> None:
+        """Record how long a feed took, from its request to its last item."""
+        started = self._started.pop(feed_url, None)
+        if started is not None:
+            source, began = started
+            seconds = round(time.monotonic() - began, 3)
+            self.crawler.stats.set_value(f"source/{source.name}/seconds", seconds)
 
     # --- conditional GET -----------------------------------------------------------------
 
@@ -317,6 +337,7 @@ class FeedsSpider(scrapy.Spider):
     def _save_validators_when_done(self, feed_url: str) -> None:
         if feed_url in self._parsing or self._pending[feed_url] > 0:
             return
+        self._finished(feed_url)
         validators = self._validators.pop(feed_url, None)
         if feed_url in self._incomplete:
             self.logger.info("feed %s: not every entry was archived; no validators kept", feed_url)

@@ -1,0 +1,5 @@
+"""``python -m crawler harvest|reindex``: see crawler/cli.py."""
+
+from crawler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""``python -m crawler`` (also installed as ``technews``): harvest and reindex.
+
+Exit status: 0 every source was reached; 1 at least one source failed; 2 usage or
+configuration error; 75 the archive is locked by another run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from crawler.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.sources import DEFAULT_SOURCES, Source, SourcesError, load_sources
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageFailure(Exception):
+    """A usage or configuration error: one line, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "harvest":
+            return harvest(args)
+        return reindex_command(args)
+    except UsageFailure as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiveLocked as locked:
+        print(f"error: {locked}", file=sys.stderr)
+        return EXIT_LOCKED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m crawler", description="Archive tech news as Hexo-style posts."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    harvest = commands.add_parser("harvest", help="run every enabled source once")
+    harvest.add_argument("--output", help="the archive folder (default: ./output)")
+    harvest.add_argument(
+        "--sources", help="the sources file, replacing crawler/sources.toml entirely"
+    )
+    harvest.add_argument("--only", help="comma-separated source names to run")
+    harvest.add_argument(
+        "-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+        help="a Scrapy setting (repeatable)",
+    )  # fmt: skip
+    harvest.add_argument("--log-file", help="write the log to this file instead of stderr")
+    harvest.add_argument(
+        "--quiet", action="store_true", help="print nothing on success (warnings still logged)"
+    )
+    harvest.add_argument(
+        "--json", action="store_true", help="print the report as one JSON line on stdout"
+    )
+    reindex = commands.add_parser("reindex", help="rebuild .state.sqlite3 and .index.jsonl")
+    reindex.add_argument("directory", nargs="?", default="output", help="the archive folder")
+    return parser
+
+
+def harvest(args: argparse.Namespace) -> int:
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    from scrapy.utils.project import get_project_settings
+
+    from crawler import harvest as harvesting
+    from crawler.report import append_run
+
+    settings = get_project_settings()
+    for assignment in args.settings:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name.strip():
+            raise UsageFailure(f"-s {assignment!r}: expected NAME=VALUE")
+        settings.set(name.strip(), value, priority="cmdline")
+    output = Path(args.output or settings["OUTPUT_DIR"]).expanduser().resolve()
+    settings.set("OUTPUT_DIR", str(output), priority="cmdline")
+    if args.log_file:
+        settings.set("LOG_FILE", str(Path(args.log_file).expanduser().resolve()), "cmdline")
+    if args.quiet:
+        settings.set("LOG_LEVEL", "WARNING", priority="cmdline")
+    settings.set("PROGRESS_DISPLAY", _wants_progress(args), priority="cmdline")
+
+    sources_file = Path(args.sources).expanduser().resolve() if args.sources else DEFAULT_SOURCES
+    sources = _select(sources_file, args.only, settings)
+    with ArchiveLock(output):
+        report = harvesting.run(settings, harvesting.plan(sources, sources_file), output)
+        append_run(output, report)
+    if args.json:
+        print(report.as_json_line(), flush=True)
+    elif not args.quiet or report.exit_status:
+        print(report.as_text(), flush=True)
+    return report.exit_status
+
+
+def _select(sources_file: Path, only: str | None, settings: object) -> list[Source]:
+    try:
+        sources = load_sources(sources_file)
+    except SourcesError as error:
+        raise UsageFailure(str(error)) from None
+    from scrapy.spiderloader import get_spider_loader
+
+    known_spiders = set(get_spider_loader(settings).list())  # type: ignore[arg-type]
+    for source in sources:
+        if source.spider and source.spider not in known_spiders:
+            raise UsageFailure(
+                f"{sources_file}: source {source.name!r}: key 'spider': no spider named "
+                f"{source.spider!r} (known: {', '.join(sorted(known_spiders))})"
+            )
+    if only:
+        wanted = [name.strip() for name in only.split(",") if name.strip()]
+        names = {source.name for source in sources}
+        unknown = [name for name in wanted if name not in names]
+        if unknown:
+            raise UsageFailure(f"--only: no source named {unknown[0]!r} in {sources_file}")
+        return [source for source in sources if source.name in wanted]
+    return [source for source in sources if source.enabled]
+
+
+def _wants_progress(args: argparse.Namespace) -> bool:
+    """A live progress display only for a person at a terminal."""
+    return sys.stderr.isatty() and not (args.quiet or args.json or args.log_file)
+
+
+def reindex_command(args: argparse.Namespace) -> int:
+    from crawler.reindex import reindex
+
+    directory = Path(args.directory).expanduser().resolve()
+    if not directory.is_dir():
+        raise UsageFailure(f"{directory} is not a directory")
+    with ArchiveLock(directory):
+        result = reindex(directory)
+    print(
+        f"reindexed {result.posts} posts in {directory} "
+        f"({result.url_keys} with a URL key, {result.unreadable} unreadable)"
+    )
+    return EXIT_OK

@@ -1,0 +1,119 @@
+"""One harvest: every selected source in one process, spider sources first, then the feeds.
+
+Spider sources (``spider = "cnbeta"``) run one after the other, then one ``feeds`` crawl reads
+every selected feed; when a story comes from both, the richer page is archived first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scrapy.crawler import Crawler, CrawlerProcess
+from scrapy.settings import Settings
+from twisted.internet.defer import Deferred, inlineCallbacks
+
+from crawler.extensions import source_counts
+from crawler.report import Report, SourceResult
+from crawler.sources import Source
+
+
+@dataclass
+class Crawl:
+    """One crawler of the harvest and the sources it reads."""
+
+    spider: str
+    arguments: dict[str, str]
+    sources: list[Source]
+
+
+def plan(sources: list[Source], sources_file: Path) -> list[Crawl]:
+    """Spider sources first, one crawl each; then one ``feeds`` crawl for all feeds."""
+    crawls = [
+        Crawl(
+            spider=source.spider,
+            arguments={"categories": ",".join(source.categories), "author": source.author},
+            sources=[source],
+        )
+        for source in sources
+        if source.spider
+    ]
+    feeds = [source for source in sources if source.is_feed]
+    if feeds:
+        crawls.append(
+            Crawl(
+                spider="feeds",
+                arguments={
+                    "sources": str(sources_file),
+                    "only": ",".join(source.name for source in feeds),
+                },
+                sources=feeds,
+            )
+        )
+    return crawls
+
+
+def run(settings: Settings, crawls: list[Crawl], output_dir: Path) -> Report:
+    """Run the crawls in one CrawlerProcess, one after the other; return the report."""
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    process = CrawlerProcess(settings)
+    results: list[SourceResult] = []
+
+    @inlineCallbacks
+    def run_all() -> Generator[Deferred[Any], Any, None]:
+        try:
+            for crawl in crawls:
+                crawler = process.create_crawler(crawl.spider)
+                crawl_began = time.monotonic()
+                failed = False
+                try:
+                    yield process.crawl(crawler, **crawl.arguments)
+                except Exception:  # a spider that could not even start: its sources failed
+                    failed = True
+                results.extend(_results(crawler, crawl, time.monotonic() - crawl_began, failed))
+        finally:
+            from twisted.internet import reactor
+
+            with contextlib.suppress(RuntimeError):  # already stopping (Ctrl-C)
+                reactor.stop()
+
+    run_all()
+    process.start(stop_after_crawl=False)
+    return Report(
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=round(time.monotonic() - began, 3),
+        output=str(output_dir),
+        sources=results,
+    )
+
+
+def _results(crawler: Crawler, crawl: Crawl, seconds: float, failed: bool) -> list[SourceResult]:
+    stats = crawler.stats.get_stats() if crawler.stats else {}
+    results = []
+    for source in crawl.sources:
+        counts = source_counts(stats, source.name)
+        results.append(
+            SourceResult(
+                name=source.name,
+                kind="spider" if source.spider else "feed",
+                seen=counts["seen"],
+                new=counts["new"],
+                duplicate=counts["duplicate"],
+                dropped=counts["dropped"],
+                failed=failed or bool(counts["failed"]) or stats.get("finish_reason") is None,
+                seconds=round(
+                    float(stats.get(f"source/{source.name}/seconds", 0))
+                    if source.is_feed
+                    else seconds,
+                    3,
+                ),
+            )
+        )
+    return results

@@ -1,0 +1,107 @@
+"""The harvest report: one line per source and a totals line, or the same as one JSON object.
+
+JSON schema (also one line of ``OUTPUT_DIR/.runs.jsonl`` per harvest)::
+
+    {
+      "started": "2026-11-27T11:30:00+00:00",   # UTC, ISO 8601
+      "finished": "2026-11-27T11:30:42+00:00",
+      "seconds": 42.1,
+      "output": "/srv/news",                    # the archive, absolute
+      "exit_status": 0,                         # 0 all reached, 1 a source failed
+      "sources": [
+        {"name": "cnbeta", "kind": "spider", "seen": 60, "new": 3, "duplicate": 57,
+         "dropped": 0, "failed": false, "seconds": 12.5}
+      ],
+      "totals": {"sources": 1, "failed": 0, "seen": 60, "new": 3, "duplicate": 57,
+                 "dropped": 0}
+    }
+
+``new`` is the number of post files written; ``seen`` what the source listed; ``duplicate``
+what the archive already held; ``dropped`` what could not be archived (no title or date, a
+failed write).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUNS_FILE = ".runs.jsonl"
+COUNTS = ("seen", "new", "duplicate", "dropped")
+
+
+@dataclass
+class SourceResult:
+    name: str
+    kind: str  # "spider" or "feed"
+    seen: int = 0
+    new: int = 0
+    duplicate: int = 0
+    dropped: int = 0
+    failed: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Report:
+    started: str
+    finished: str
+    seconds: float
+    output: str
+    sources: list[SourceResult] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if any(source.failed for source in self.sources) else 0
+
+    def totals(self) -> dict[str, int]:
+        totals = {"sources": len(self.sources), "failed": sum(s.failed for s in self.sources)}
+        for name in COUNTS:
+            totals[name] = sum(getattr(source, name) for source in self.sources)
+        return totals
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "finished": self.finished,
+            "seconds": self.seconds,
+            "output": self.output,
+            "exit_status": self.exit_status,
+            "sources": [asdict(source) for source in self.sources],
+            "totals": self.totals(),
+        }
+
+    def as_json_line(self) -> str:
+        return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def as_text(self) -> str:
+        width = max([len("source"), len("total"), *(len(s.name) for s in self.sources)])
+        header = (
+            f"{'source':<{width}}  {'new':>5}  {'duplicate':>9}  {'dropped':>7}  "
+            f"{'failed':<6}  {'seconds':>7}"
+        )
+        lines = [header]
+        for s in self.sources:
+            lines.append(
+                f"{s.name:<{width}}  {s.new:>5}  {s.duplicate:>9}  {s.dropped:>7}  "
+                f"{'FAILED' if s.failed else 'no':<6}  {s.seconds:>7.1f}"
+            )
+        t = self.totals()
+        lines.append(
+            f"{'total':<{width}}  {t['new']:>5}  {t['duplicate']:>9}  {t['dropped']:>7}  "
+            f"{t['failed']:<6}  {self.seconds:>7.1f}"
+        )
+        return "\n".join(lines)
+
+
+def append_run(output_dir: Path, report: Report) -> None:
+    """Append the report to ``.runs.jsonl`` in one write."""
+    line = (report.as_json_line() + "\n").encode("utf-8")
+    fd = os.open(output_dir / RUNS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
