@@ -84,6 +84,7 @@ def harvest(args: argparse.Namespace) -> int:
         settings.set("LOG_LEVEL", "WARNING", priority="cmdline")
     settings.set("PROGRESS_DISPLAY", _wants_progress(args), priority="cmdline")
 
+    _check_settings(settings)
     sources_file = Path(args.sources).expanduser().resolve() if args.sources else DEFAULT_SOURCES
     sources = _select(sources_file, args.only, settings)
     with ArchiveLock(output):
@@ -118,6 +119,15 @@ def _select(sources_file: Path, only: str | None, settings: object) -> list[Sour
             raise UsageFailure(f"--only: no source named {unknown[0]!r} in {sources_file}")
         return [source for source in sources if source.name in wanted]
     return [source for source in sources if source.enabled]
+
+
+def _check_settings(settings: object) -> None:
+    """Settings a run cannot work with, found before anything is fetched."""
+    from crawler.sources import is_http_url
+
+    mirror = settings.get("CNBETA_BASE_URL")  # type: ignore[attr-defined]
+    if mirror and not is_http_url(mirror):
+        raise UsageFailure(f"-s CNBETA_BASE_URL: not an http(s) URL: {mirror!r}")
 
 
 def _wants_progress(args: argparse.Namespace) -> bool:

@@ -76,7 +76,7 @@ class SourceStats:
     def spider_error(self, failure: Any, response: Any, spider: Spider) -> None:
         """A bug while reading a source's page fails that source."""
         meta = getattr(response, "meta", None) or {}
-        source = meta.get("source_name") or spider.name
+        source = meta.get("source_name") or getattr(spider, "source_name", spider.name)
         self.stats.inc_value(f"source/{source}/errors")
         self.stats.set_value(f"source/{source}/failed", 1)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from scrapy.crawler import Crawler, CrawlerProcess
 from scrapy.settings import Settings
+from scrapy.utils.reactor import install_reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from crawler.extensions import source_counts
@@ -37,7 +38,11 @@ def plan(sources: list[Source], sources_file: Path) -> list[Crawl]:
     crawls = [
         Crawl(
             spider=source.spider,
-            arguments={"categories": ",".join(source.categories), "author": source.author},
+            arguments={
+                "categories": ",".join(source.categories),
+                "author": source.author,
+                "source_name": source.name,
+            },
             sources=[source],
         )
         for source in sources
@@ -62,6 +67,13 @@ def run(settings: Settings, crawls: list[Crawl], output_dir: Path) -> Report:
     """Run the crawls in one CrawlerProcess, one after the other; return the report."""
     started = datetime.now(UTC)
     began = time.monotonic()
+    if not crawls:
+        return Report(
+            started.isoformat(timespec="seconds"),
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            0.0,
+            str(output_dir),
+        )
     process = CrawlerProcess(settings)
     results: list[SourceResult] = []
 
@@ -78,12 +90,15 @@ def run(settings: Settings, crawls: list[Crawl], output_dir: Path) -> Report:
                     failed = True
                 results.extend(_results(crawler, crawl, time.monotonic() - crawl_began, failed))
         finally:
-            from twisted.internet import reactor
-
             with contextlib.suppress(RuntimeError):  # already stopping (Ctrl-C)
                 reactor.stop()
 
-    run_all()
+    install_reactor(settings["TWISTED_REACTOR"])  # before twisted picks its default one
+    from twisted.internet import reactor
+
+    # Started from the running reactor, so that stopping it at the end always works, even
+    # when every crawl fails at once.
+    reactor.callWhenRunning(run_all)
     process.start(stop_after_crawl=False)
     return Report(
         started=started.isoformat(timespec="seconds"),

@@ -332,3 +332,39 @@ def test_backoff_and_retry_after_arithmetic() -> None:
     assert retry_after_seconds("Sat, 17 Jul 2021 13:00:00 GMT", now) == 0.0
     assert retry_after_seconds(b"soon", now) is None
     assert retry_after_seconds(None, now) is None
+
+
+def test_a_spider_source_reports_under_its_own_name(
+    site: HTTPServer, base_url: str, tmp_path: Path
+) -> None:
+    renamed = source_table("cnbeta-mirror", spider="cnbeta", categories=["科技", "cnBeta"],
+                           author="cnBeta 镜像")  # fmt: skip
+    sources = write_sources(tmp_path / "sources.toml", site, renamed)
+    out = tmp_path / "archive"
+    done = run_harvest("--sources", str(sources), "--output", str(out), "--json",
+                       "-s", f"CNBETA_BASE_URL={base_url}")  # fmt: skip
+    report = last_json_line(done.stdout)
+    assert [(s["name"], s["kind"], s["new"]) for s in report["sources"]] == [
+        ("cnbeta-mirror", "spider", 7)
+    ]
+    post = frontmatter.load(post_files(out)[0])
+    assert post["categories"] == ["科技", "cnBeta"] and post["author"] == "cnBeta 镜像"
+
+
+def test_nothing_enabled_is_an_empty_report(feed_site: HTTPServer, tmp_path: Path) -> None:
+    off = RDF + "enabled = false\n"
+    sources = write_sources(tmp_path / "sources.toml", feed_site, off)
+    done = run_harvest("--sources", str(sources), "--output", str(tmp_path / "a"), "--json")
+    assert done.returncode == 0
+    assert last_json_line(done.stdout)["totals"] == {
+        "sources": 0, "failed": 0, "seen": 0, "new": 0, "duplicate": 0, "dropped": 0,
+    }  # fmt: skip
+    assert feed_site.log == []
+
+
+def test_a_bad_mirror_setting_is_exit_2(feed_site: HTTPServer, tmp_path: Path) -> None:
+    sources = write_sources(tmp_path / "sources.toml", feed_site, CNBETA)
+    done = run_harvest("--sources", str(sources), "--output", str(tmp_path / "a"),
+                       "-s", "CNBETA_BASE_URL=ftp://mirror")  # fmt: skip
+    assert done.returncode == 2
+    assert "CNBETA_BASE_URL" in done.stderr

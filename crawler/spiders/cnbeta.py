@@ -65,6 +65,8 @@ class CnbetaSpider(scrapy.Spider):
       (for harvests, whose sources file has no spider arguments).
     - ``categories``: comma-separated categories (default ``新媒体,cnBeta,最新``).
     - ``author``: the author written in posts (default ``cnBeta``).
+    - ``source_name``: the source's name in stats and reports (default ``cnbeta``; the harvest
+      passes the name from the sources file).
     """
 
     name = "cnbeta"
@@ -75,9 +77,11 @@ class CnbetaSpider(scrapy.Spider):
         base_url: str | None = None,
         categories: str | None = None,
         author: str | None = None,
+        source_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.source_name = source_name or self.name
         self.check_arguments(pages=pages, base_url=base_url)
         self.pages = int(pages)
         self.base_url = base_url.strip().rstrip("/") if base_url else None
@@ -131,7 +135,7 @@ class CnbetaSpider(scrapy.Spider):
     def parse_home(self, response: Response) -> Iterator[scrapy.Request]:
         if not isinstance(response, TextResponse):
             self._count_failure("home_not_html", "home page is not HTML: %s", response.url)
-            self.crawler.stats.set_value(f"source/{self.name}/failed", 1)
+            self.crawler.stats.set_value(f"source/{self.source_name}/failed", 1)
             return
         for href in response.css("div.items-area > div.item > dl > dt > a::attr(href)").getall():
             self._add_listing(href, Listing())
@@ -146,7 +150,7 @@ class CnbetaSpider(scrapy.Spider):
 
     def home_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
         self._count_request_failure("home", failure)
-        self.crawler.stats.set_value(f"source/{self.name}/failed", 1)
+        self.crawler.stats.set_value(f"source/{self.source_name}/failed", 1)
         return iter(())
 
     def _more_request(self, page: int, token: str) -> scrapy.Request:
@@ -218,7 +222,7 @@ class CnbetaSpider(scrapy.Spider):
         """One request per listed article the archive does not already hold."""
         assert self.archive is not None
         stats = self.crawler.stats
-        stats.set_value(f"source/{self.name}/seen", len(self.listed))
+        stats.set_value(f"source/{self.source_name}/seen", len(self.listed))
         for url, listing in self.listed.items():
             listed_title = clean_title(listing.title or "")
             known = self.archive.knows(
@@ -278,7 +282,7 @@ class CnbetaSpider(scrapy.Spider):
             categories=list(self.categories),
             author=self.author,
             body=body,
-            source=self.name,
+            source=self.source_name,
             thumb=listing.thumb,
             has_own_url=True,
             strip_selectors=list(WIDGET_SELECTORS),
