@@ -265,3 +265,30 @@ def test_unreachable_site_is_one_line(tmp_path: Path) -> None:
     assert result.stat("cnbeta/home_fetch_failed") == 1
     assert result.log.count("could not be fetched") == 1
     assert result.posts() == {}
+
+
+@pytest.mark.parametrize(
+    ("href", "canonical"),
+    [
+        (
+            "https://www.cnbeta.com.tw/articles/tech/1.htm",
+            "https://www.cnbeta.com.tw/articles/tech/1.htm",
+        ),
+        (
+            "http://www.cnbeta.com/articles/tech/1.htm",
+            "https://www.cnbeta.com.tw/articles/tech/1.htm",
+        ),
+        ("//hot.cnbeta.com/articles/game/2.htm", "https://www.cnbeta.com.tw/articles/game/2.htm"),
+        ("https://m.cnbeta.com.tw/view/3.htm?x=1", "https://www.cnbeta.com.tw/view/3.htm?x=1"),
+        ("/articles/tech/4.htm", "https://www.cnbeta.com.tw/articles/tech/4.htm"),
+        ("https://www.cnbetacdn.com/ad.htm", None),
+        ("https://c.duomai.com/track.php", None),
+        ("javascript:void(0)", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_cnbeta_links_of_every_host_map_to_the_canonical_site(href, canonical) -> None:
+    from crawler.spiders.cnbeta import canonical_article_url
+
+    assert canonical_article_url(href) == canonical

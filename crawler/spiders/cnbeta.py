@@ -93,6 +93,7 @@ class CnbetaSpider(scrapy.Spider):
         self.author = author or DEFAULT_AUTHOR
         self.listed: dict[str, Listing] = {}  # canonical article URL -> listing, in list order
         self.archive: ArchiveState | None = None
+        self.failure_backoff = timedelta(0)  # FAILED_ARTICLE_RETRY_AFTER, read in start()
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> None:
@@ -141,12 +142,12 @@ class CnbetaSpider(scrapy.Spider):
             self._add_listing(href, Listing())
         self.crawler.stats.set_value("cnbeta/listed_home", len(self.listed))
         token = response.css('meta[name="csrf-token"]::attr(content)').get()
-        if self.pages and token:
-            yield self._more_request(1, token)
+        if not self.pages:
+            yield from self._article_requests()
             return
-        if self.pages:
-            self._count_failure("no_csrf_token", "home page has no csrf-token; JSON list skipped")
-        yield from self._article_requests()
+        if not token:  # a saved copy may still answer; the live site would refuse the list
+            self._count_failure("no_csrf_token", "home page has no csrf-token; asking without")
+        yield self._more_request(1, token or "")
 
     def home_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
         self._count_request_failure("home", failure)
@@ -325,13 +326,16 @@ class CnbetaSpider(scrapy.Spider):
 def canonical_article_url(href: object) -> str | None:
     """``https://www.cnbeta.com.tw`` + path (+ query) of a cnBeta link, or None for others.
 
-    Accepts ``http://``, ``https://`` and protocol-relative ``//`` links on any cnBeta host.
+    Accepts ``http://``, ``https://`` and protocol-relative ``//`` links on any cnBeta host,
+    and site-relative ``/path`` links.
     """
     if not isinstance(href, str) or not href.strip():
         return None
     href = href.strip()
     if href.startswith("//"):
         href = "https:" + href
+    elif href.startswith("/"):  # site-relative
+        href = SITE + href
     try:
         parts = urlsplit(href)
     except ValueError:
