@@ -6,19 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from itemadapter import ItemAdapter
-from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
-from crawler.archive import ArchiveState
 from crawler.keys import story_keys
+from crawler.pipelines.base import ArchivePipeline
 
 
 class DuplicateItem(DropItem):
     """An article the archive (or this run) already holds: a drop that is not a problem."""
 
 
-class DedupPipeline:
+class DedupPipeline(ArchivePipeline):
     """Keeps the first article of every story; counts the others in ``dedup/duplicate/*``.
 
     Keys are recorded in the archive by the write pipeline once the post is on disk, so a
@@ -27,22 +26,8 @@ class DedupPipeline:
     """
 
     def __init__(self, stats: StatsCollector, output_dir: Path) -> None:
-        self.stats = stats
-        self.output_dir = output_dir
-        self.state: ArchiveState | None = None
+        super().__init__(stats, output_dir)
         self.passed: set[tuple[str, str]] = set()
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> DedupPipeline:
-        assert crawler.stats is not None
-        return cls(crawler.stats, Path(crawler.settings["OUTPUT_DIR"]))
-
-    def open_spider(self) -> None:
-        self.state = ArchiveState(self.output_dir)
-
-    def close_spider(self) -> None:
-        if self.state is not None:
-            self.state.close()
 
     def process_item(self, item: Any) -> Any:
         assert self.state is not None

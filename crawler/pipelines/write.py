@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from itemadapter import ItemAdapter
-from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
-from scrapy.statscollectors import StatsCollector
 
-from crawler.archive import ArchiveState, post_relpath, resolve_inside, write_atomically
+from crawler.archive import post_relpath, resolve_inside, write_atomically
 from crawler.index import append_index, index_entry
 from crawler.keys import key_digest, story_keys
+from crawler.pipelines.base import ArchivePipeline
 from crawler.pipelines.dedup import DuplicateItem
 from crawler.postformat import http_date, render_post
 
@@ -24,30 +22,13 @@ class WriteFailed(DropItem):
     """A post that could not be written (disk full, permissions): retried next run."""
 
 
-class WritePipeline:
+class WritePipeline(ArchivePipeline):
     """Writes ``OUTPUT_DIR/YYYY/MM/YYYY-MM-DD-<slug>-<8 hex>.md``, records the story's keys
     and appends the post to ``.index.jsonl``.
 
     A post already on disk is never replaced (its keys are recorded, so the archive learns
     it); a write that fails is logged, counted in ``write/failed`` and not recorded.
     """
-
-    def __init__(self, stats: StatsCollector, output_dir: Path) -> None:
-        self.stats = stats
-        self.output_dir = output_dir
-        self.state: ArchiveState | None = None
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> WritePipeline:
-        assert crawler.stats is not None
-        return cls(crawler.stats, Path(crawler.settings["OUTPUT_DIR"]))
-
-    def open_spider(self) -> None:
-        self.state = ArchiveState(self.output_dir)
-
-    def close_spider(self) -> None:
-        if self.state is not None:
-            self.state.close()
 
     def process_item(self, item: Any) -> Any:
         assert self.state is not None
