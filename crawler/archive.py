@@ -217,6 +217,15 @@ def write_atomically(target: Path, data: bytes) -> bool:
     return True
 
 
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line in a single O_APPEND write, so lines of concurrent writers never mix."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
 def _fsync_directory(directory: Path) -> None:
     descriptor = os.open(directory, os.O_RDONLY)
     try:

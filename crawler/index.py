@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from crawler.archive import append_line
+
 INDEX_FILE = ".index.jsonl"
 
 
@@ -46,12 +48,7 @@ def _line(entry: dict[str, Any]) -> bytes:
 
 
 def append_index(output_dir: Path, entry: dict[str, Any]) -> None:
-    """Append one line in a single write (O_APPEND), so lines never interleave."""
-    fd = os.open(output_dir / INDEX_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, _line(entry))
-    finally:
-        os.close(fd)
+    append_line(output_dir / INDEX_FILE, _line(entry))
 
 
 def read_index(output_dir: Path) -> dict[str, dict[str, Any]]:

@@ -24,10 +24,11 @@ failed write).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from crawler.archive import append_line
 
 RUNS_FILE = ".runs.jsonl"
 COUNTS = ("seen", "new", "duplicate", "dropped")
@@ -99,9 +100,4 @@ class Report:
 
 def append_run(output_dir: Path, report: Report) -> None:
     """Append the report to ``.runs.jsonl`` in one write."""
-    line = (report.as_json_line() + "\n").encode("utf-8")
-    fd = os.open(output_dir / RUNS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_line(output_dir / RUNS_FILE, (report.as_json_line() + "\n").encode("utf-8"))
