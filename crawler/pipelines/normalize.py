@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import logging
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -14,8 +13,6 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.cleaning import clean_body, clean_text, clean_title
 from crawler.keys import key_digest, title_key
-
-logger = logging.getLogger(__name__)
 
 
 class NormalizePipeline:

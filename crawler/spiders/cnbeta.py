@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 
 from crawler.archive import ArchiveState
 from crawler.cleaning import clean_title
+from crawler.dates import parse_date
 from crawler.items import Article
 from crawler.keys import title_key, url_key
 
@@ -352,13 +353,7 @@ def _failure_key(url: str) -> str:
 def parse_page_date(text: str) -> datetime | None:
     """``2021年07月17日 22:35`` (Asia/Shanghai) as an aware datetime; seconds ``:00``."""
     match = PAGE_DATE.search(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = (int(part or 0) for part in match.groups())
-    try:
-        return datetime(year, month, day, hour, minute, second, tzinfo=SITE_TIMEZONE)
-    except ValueError:
-        return None
+    return parse_date(match.group(0), SITE_TIMEZONE) if match else None
 
 
 def parse_inputtime(value: object) -> datetime | None:
