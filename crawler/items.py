@@ -29,3 +29,6 @@ class Article(scrapy.Item):
     # CSS selectors of site widgets to remove from the body (site knowledge stays in spiders).
     strip_selectors = scrapy.Field()
     lead_image = scrapy.Field()  # str: set by normalize, the post's headimg/thumbnail
+    # Set by normalize (crawler/post/keys.py), read by dedup and write: the story's keys.
+    title_key = scrapy.Field()  # str: UTC day + normalized title
+    url_key = scrapy.Field()  # str | None: canonical URL, for an item with its own URL

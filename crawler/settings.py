@@ -16,15 +16,15 @@ FALLBACK_IMAGE = "https://picsum.photos/400/300?random={n}"
 # again for this many seconds; the wait doubles with each further failure (at most 7 days).
 FAILED_ARTICLE_RETRY_AFTER = 3600
 
-# --- cnbeta ---------------------------------------------------------------------------------
-# Fetch cnBeta from a mirror or saved copy (same as `-a base_url=`); empty: the real site.
-CNBETA_BASE_URL = ""
-
 # --- Feeds ----------------------------------------------------------------------------------
 # Where `rsshub = "/route"` sources are fetched from; point it at your own RSSHub instance.
 RSSHUB_BASE = "https://rsshub.app"
 # Skip feed entries older than this many days (0: keep all), e.g. a feed's backlog.
 MAX_AGE_DAYS = 0
+# --- Sitemaps -------------------------------------------------------------------------------
+# Fetch only sitemap URLs published or modified within this many days (0: all of them); a
+# source's own max_age_days wins. Sitemaps list a site's whole history: keep this small.
+SITEMAP_MAX_AGE_DAYS = 2
 
 # One path for every article: normalize -> dedup -> write.
 ITEM_PIPELINES = {
@@ -65,11 +65,13 @@ RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"
 DOWNLOAD_TIMEOUT = 30
 
 # A robots.txt that cannot be fetched is logged as one line, not an error with a traceback.
+# ArchiveService is the crawl's one owner of the archive folder (pipelines and spiders use it).
 # SourceStats counts what happened to each source's articles and logs one line per source.
 EXTENSIONS = {
+    "crawler.archive.service.ArchiveService": 0,
     "crawler.extensions.QuietRobotsTxtFailures": 0,
     "crawler.extensions.SourceStats": 500,
-    "crawler.progress.ProgressDisplay": 600,
+    "crawler.cli.progress.ProgressDisplay": 600,
 }
 # A live progress line on stderr; the harvest command turns it on only at a terminal.
 PROGRESS_DISPLAY = False

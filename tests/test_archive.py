@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.archive import (
-    STATE_FILE,
-    ArchiveState,
-    post_relpath,
-    resolve_inside,
-    slugify,
-    write_atomically,
-)
+from crawler.archive.files import post_relpath, resolve_inside, slugify, write_atomically
+from crawler.archive.state import STATE_FILE, ArchiveState
 
 MOMENT = datetime(2021, 7, 17, 14, 35, 32, tzinfo=UTC)
 WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f]')

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import html as lxml_html
 
-from crawler.cleaning import clean_body, clean_title, encode_for_post
+from crawler.post.cleaning import clean_body, clean_title, encode_for_post
 
 BASE = "https://www.cnbeta.com.tw/articles/tech/1153345.htm"
 

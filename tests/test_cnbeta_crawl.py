@@ -178,8 +178,8 @@ def test_a_story_archived_by_title_and_day_is_not_fetched(
 ) -> None:
     from datetime import UTC, datetime
 
-    from crawler.archive import ArchiveState
-    from crawler.keys import title_key
+    from crawler.archive.state import ArchiveState
+    from crawler.post.keys import title_key
 
     state = ArchiveState(tmp_path / "a")  # archived from another source, under another URL
     published = datetime(2021, 7, 17, 12, 11, 5, tzinfo=UTC)

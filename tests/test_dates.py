@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crawler.dates import from_struct, parse_date
+from crawler.extract.dates import from_struct, parse_date
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

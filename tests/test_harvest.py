@@ -25,7 +25,7 @@ from support import (
 )
 from werkzeug import Request, Response
 
-from crawler.lock import ArchiveLock, ArchiveLocked
+from crawler.archive.lock import ArchiveLock, ArchiveLocked
 
 CNBETA = source_table("cnbeta", spider="cnbeta", categories=["新媒体", "cnBeta", "最新"],
                       author="cnBeta")  # fmt: skip

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crawler.keys import key_digest, story_keys, title_key, url_key
+from crawler.post.keys import key_digest, story_keys, title_key, url_key
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -37,7 +37,10 @@ def test_title_key_uses_nfkc_collapsed_white_space_and_the_utc_day() -> None:
             "https://example.com/a?utm_source=rss&id=3&UTM_Medium=x&fbclid=1&gclid=2&spm=a.b",
             "https://example.com/a?id=3",
         ),
-        ("https://example.com/a?b=1&a=2#section", "https://example.com/a?b=1&a=2#section"),
+        # The fragment is dropped, unless it is a hash route naming a page of its own.
+        ("https://example.com/a?b=1&a=2#section", "https://example.com/a?b=1&a=2"),
+        ("https://example.com/#!/news/1", "https://example.com/#!/news/1"),
+        ("https://example.com/app#/news/1", "https://example.com/app#/news/1"),
         ("https://example.com", "https://example.com/"),
         ("https://example.com/A/Path", "https://example.com/A/Path"),
         ("ftp://example.com/a", None),

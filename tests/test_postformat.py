@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.cleaning import clean_text, clean_title
-from crawler.postformat import http_date, render_post, yaml_scalar
+from crawler.post.cleaning import clean_text, clean_title
+from crawler.post.format import http_date, render_post, yaml_scalar
 
 # A byte-for-byte copy of ../shared/examples/cnbeta-2021-07-17.md, the format contract.
 REFERENCE = Path(__file__).resolve().parent / "fixtures" / "golden" / "cnbeta-2021-07-17.md"

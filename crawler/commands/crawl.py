@@ -12,7 +12,7 @@ import sys
 from scrapy.commands import crawl
 from scrapy.exceptions import UsageError
 
-from crawler.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
 
 
 class Command(crawl.Command):

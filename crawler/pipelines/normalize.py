@@ -11,8 +11,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
-from crawler.cleaning import clean_body, clean_text, clean_title
-from crawler.keys import key_digest, title_key
+from crawler.post.cleaning import clean_body, clean_text, clean_title
+from crawler.post.keys import key_digest, story_keys
 
 
 class NormalizePipeline:
@@ -59,9 +59,13 @@ class NormalizePipeline:
             or body.first_image
             or _absolute_image(adapter.get("thumb"))
             or _absolute_image(adapter.get("fallback_image"))
-            or self._fallback_for(title, published)
+            or self._fallback_for(title, published, url)
         )
         adapter["has_own_url"] = bool(url) and adapter.get("has_own_url", True) is not False
+        # The story's dedup keys, computed once here for dedup and write.
+        adapter["title_key"], adapter["url_key"] = story_keys(
+            title, published, url, adapter["has_own_url"]
+        )
         self.stats.inc_value("normalize/ok")
         return item
 
@@ -69,9 +73,10 @@ class NormalizePipeline:
         self.stats.inc_value(f"normalize/dropped/{reason}")
         raise DropItem(message)
 
-    def _fallback_for(self, title: str, published: datetime) -> str:
-        # N stable per article: derived from the article's dedup key.
-        n = int(key_digest(title_key(title, published)), 16) % 1000
+    def _fallback_for(self, title: str, published: datetime, url: str | None) -> str:
+        # N stable per article: derived from the article's title key.
+        title_key, _ = story_keys(title, published, url, has_own_url=False)
+        n = int(key_digest(title_key), 16) % 1000
         return self.fallback_image.replace("{n}", str(n))
 
 

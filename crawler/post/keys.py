@@ -1,4 +1,9 @@
-"""What makes two articles the same story: title and day, or canonical URL (FORMAT.md)."""
+"""What makes two articles the same story: title and day, or canonical URL (docs/FORMAT.md).
+
+The one place keys are computed: the pipelines record them, spiders ask the archive service
+with them before fetching a page. A change here must bump ``KEY_VERSION`` in
+crawler/archive/state.py, so that existing archives are re-keyed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import unicodedata
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from crawler.cleaning import clean_text
+from crawler.post.cleaning import clean_text, clean_title
 
 # Query parameters that only say where a click came from.
 TRACKING_PARAMETERS = frozenset({"fbclid", "gclid", "spm"})
@@ -28,7 +33,8 @@ def url_key(url: str) -> str | None:
     """The canonical form of an article URL, or None for something that is not an http(s) URL.
 
     Scheme and host lower-cased, default port and tracking parameters (``utm_*``, ``fbclid``,
-    ``gclid``, ``spm``) removed; path, the other parameters (in order) and the fragment kept.
+    ``gclid``, ``spm``) removed; path and the other parameters (in order) kept. The fragment
+    is dropped unless it is a hash route (``#!...``, ``#/...``), which names a page of its own.
     """
     try:
         parts = urlsplit(url.strip())
@@ -47,7 +53,8 @@ def url_key(url: str) -> str | None:
     query = "&".join(
         segment for segment in parts.query.split("&") if segment and not _is_tracking(segment)
     )
-    return urlunsplit((scheme, host, parts.path or "/", query, parts.fragment))
+    fragment = parts.fragment if parts.fragment.startswith(("!", "/")) else ""
+    return urlunsplit((scheme, host, parts.path or "/", query, fragment))
 
 
 def _is_tracking(segment: str) -> bool:
@@ -66,3 +73,16 @@ def story_keys(
     """The title key and, for an item whose url is its own, the URL key of a normalized item."""
     own_url = url_key(url) if (url and has_own_url) else None
     return title_key(title, published), own_url
+
+
+def listing_keys(
+    raw_title: str | None, published: datetime | None, url: str | None
+) -> tuple[str | None, str | None]:
+    """The keys of an article a spider has only seen listed (its title still HTML).
+
+    The title goes through the same :func:`clean_title` the normalize pipeline applies, so
+    what a spider asks about is exactly what the pipelines record. Either key may be None.
+    """
+    title = clean_title(raw_title or "")
+    title_part = title_key(title, published) if title and published is not None else None
+    return title_part, (url_key(url) if url else None)

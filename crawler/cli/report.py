@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawler.archive import append_line
+from crawler.archive.files import append_line
 
 RUNS_FILE = ".runs.jsonl"
 COUNTS = ("seen", "new", "duplicate", "dropped")
@@ -37,7 +37,7 @@ COUNTS = ("seen", "new", "duplicate", "dropped")
 @dataclass
 class SourceResult:
     name: str
-    kind: str  # "spider" or "feed"
+    kind: str  # "spider", "sitemap", "list" or "feed"
     seen: int = 0
     new: int = 0
     duplicate: int = 0

@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from crawler.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
-from crawler.sources import DEFAULT_SOURCES, Source, SourcesError, load_sources
+from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.sources import DEFAULT_SOURCES, Source, SourcesError, load_sources, select_sources
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -67,8 +67,8 @@ def harvest(args: argparse.Namespace) -> int:
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
     from scrapy.utils.project import get_project_settings
 
-    from crawler import harvest as harvesting
-    from crawler.report import append_run
+    from crawler.cli import harvest as harvesting
+    from crawler.cli.report import append_run
 
     settings = get_project_settings()
     for assignment in args.settings:
@@ -84,11 +84,10 @@ def harvest(args: argparse.Namespace) -> int:
         settings.set("LOG_LEVEL", "WARNING", priority="cmdline")
     settings.set("PROGRESS_DISPLAY", _wants_progress(args), priority="cmdline")
 
-    _check_settings(settings)
     sources_file = Path(args.sources).expanduser().resolve() if args.sources else DEFAULT_SOURCES
     sources = _select(sources_file, args.only, settings)
     with ArchiveLock(output):
-        report = harvesting.run(settings, harvesting.plan(sources, sources_file), output)
+        report = harvesting.run(settings, harvesting.plan(sources), output)
         append_run(output, report)
     if args.json:
         print(report.as_json_line(), flush=True)
@@ -98,36 +97,32 @@ def harvest(args: argparse.Namespace) -> int:
 
 
 def _select(sources_file: Path, only: str | None, settings: object) -> list[Source]:
-    try:
-        sources = load_sources(sources_file)
-    except SourcesError as error:
-        raise UsageFailure(str(error)) from None
+    """The sources to run, each checked against its spider before anything is fetched."""
     from scrapy.spiderloader import get_spider_loader
 
-    known_spiders = set(get_spider_loader(settings).list())  # type: ignore[arg-type]
+    from crawler.spiders.base import ArgumentError
+
+    try:
+        wanted = [name.strip() for name in only.split(",") if name.strip()] if only else None
+        sources = select_sources(load_sources(sources_file), wanted, f"--only ({sources_file})")
+    except SourcesError as error:
+        raise UsageFailure(str(error)) from None
+    loader = get_spider_loader(settings)  # type: ignore[arg-type]
     for source in sources:
-        if source.spider and source.spider not in known_spiders:
+        if source.is_feed:
+            continue
+        try:
+            spidercls = loader.load(source.spider_name)
+        except KeyError:
             raise UsageFailure(
                 f"{sources_file}: source {source.name!r}: key 'spider': no spider named "
-                f"{source.spider!r} (known: {', '.join(sorted(known_spiders))})"
-            )
-    if only:
-        wanted = [name.strip() for name in only.split(",") if name.strip()]
-        names = {source.name for source in sources}
-        unknown = [name for name in wanted if name not in names]
-        if unknown:
-            raise UsageFailure(f"--only: no source named {unknown[0]!r} in {sources_file}")
-        return [source for source in sources if source.name in wanted]
-    return [source for source in sources if source.enabled]
-
-
-def _check_settings(settings: object) -> None:
-    """Settings a run cannot work with, found before anything is fetched."""
-    from crawler.sources import is_http_url
-
-    mirror = settings.get("CNBETA_BASE_URL")  # type: ignore[attr-defined]
-    if mirror and not is_http_url(mirror):
-        raise UsageFailure(f"-s CNBETA_BASE_URL: not an http(s) URL: {mirror!r}")
+                f"{source.spider_name!r} (known: {', '.join(sorted(loader.list()))})"
+            ) from None
+        try:
+            spidercls.check_arguments(source=source)
+        except ArgumentError as error:
+            raise UsageFailure(f"{sources_file}: source {source.name!r}: {error}") from None
+    return sources
 
 
 def _wants_progress(args: argparse.Namespace) -> bool:
@@ -136,7 +131,7 @@ def _wants_progress(args: argparse.Namespace) -> bool:
 
 
 def reindex_command(args: argparse.Namespace) -> int:
-    from crawler.reindex import reindex
+    from crawler.archive.reindex import reindex
 
     directory = Path(args.directory).expanduser().resolve()
     if not directory.is_dir():

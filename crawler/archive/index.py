@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from crawler.archive import append_line
+from crawler.archive.files import append_line
 
 INDEX_FILE = ".index.jsonl"
 

@@ -1,7 +1,8 @@
-"""One harvest: every selected source in one process, spider sources first, then the feeds.
+"""One harvest: every selected source in one process, site sources first, then the feeds.
 
-Spider sources (``spider = "cnbeta"``) run one after the other, then one ``feeds`` crawl reads
-every selected feed; when a story comes from both, the richer page is archived first.
+Site sources (``spider = "cnbeta"``, ``sitemap``, ``list``) run one after the other, each
+crawl handed its :class:`~crawler.sources.Source`; then one ``feeds`` crawl reads every
+selected feed. When a story comes from both, the richer page is archived first.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from scrapy.settings import Settings
 from scrapy.utils.reactor import install_reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 
+from crawler.cli.report import Report, SourceResult
 from crawler.extensions import source_counts
-from crawler.report import Report, SourceResult
 from crawler.sources import Source
 
 
@@ -29,37 +30,20 @@ class Crawl:
     """One crawler of the harvest and the sources it reads."""
 
     spider: str
-    arguments: dict[str, str]
+    arguments: dict[str, Any]
     sources: list[Source]
 
 
-def plan(sources: list[Source], sources_file: Path) -> list[Crawl]:
-    """Spider sources first, one crawl each; then one ``feeds`` crawl for all feeds."""
+def plan(sources: list[Source]) -> list[Crawl]:
+    """Site sources first, one crawl each; then one ``feeds`` crawl for all feeds."""
     crawls = [
-        Crawl(
-            spider=source.spider,
-            arguments={
-                "categories": ",".join(source.categories),
-                "author": source.author,
-                "source_name": source.name,
-            },
-            sources=[source],
-        )
+        Crawl(spider=source.spider_name, arguments={"source": source}, sources=[source])
         for source in sources
-        if source.spider
+        if not source.is_feed
     ]
     feeds = [source for source in sources if source.is_feed]
     if feeds:
-        crawls.append(
-            Crawl(
-                spider="feeds",
-                arguments={
-                    "sources": str(sources_file),
-                    "only": ",".join(source.name for source in feeds),
-                },
-                sources=feeds,
-            )
-        )
+        crawls.append(Crawl(spider="feeds", arguments={"sources": feeds}, sources=feeds))
     return crawls
 
 
@@ -117,7 +101,7 @@ def _results(crawler: Crawler, crawl: Crawl, seconds: float, failed: bool) -> li
         results.append(
             SourceResult(
                 name=source.name,
-                kind="spider" if source.spider else "feed",
+                kind="feed" if source.is_feed else source.kind,
                 seen=counts["seen"],
                 new=counts["new"],
                 duplicate=counts["duplicate"],

@@ -1,8 +1,10 @@
 """Rebuild an archive's state and index from its post files.
 
 An archive whose ``.state.sqlite3`` was deleted, or that was copied elsewhere, gets its dedup
-keys back: title and day from every post's front matter, canonical URLs from ``.index.jsonl``
-where it lists the post. The index is rewritten to match the files (sha256 recomputed).
+keys back: title and day from every post's front matter, canonical URLs from the ``url`` that
+``.index.jsonl`` lists for the post. Keys are computed by today's rules (crawler/post/keys.py),
+so this also migrates an archive after a key change. The index is rewritten to match the files
+(sha256 recomputed).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 import frontmatter
 
-from crawler.archive import ArchiveState
-from crawler.index import index_entry, read_index, rewrite_index
-from crawler.keys import title_key
+from crawler.archive.index import index_entry, read_index, rewrite_index
+from crawler.archive.state import KEY_VERSION, ArchiveState
+from crawler.post.keys import title_key, url_key
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +31,11 @@ class ReindexResult:
     unreadable: int = 0
 
 
-def reindex(output_dir: Path) -> ReindexResult:
-    """Rebuild ``story_keys`` and ``.index.jsonl`` from the posts of ``output_dir``."""
+def reindex(output_dir: Path, state: ArchiveState | None = None) -> ReindexResult:
+    """Rebuild ``story_keys`` and ``.index.jsonl`` from the posts of ``output_dir``.
+
+    ``state`` is an open connection to use (the archive service's); else one is opened.
+    """
     result = ReindexResult()
     old_index = read_index(output_dir)
     keys: list[tuple[str, str, str]] = []
@@ -50,9 +55,7 @@ def reindex(output_dir: Path) -> ReindexResult:
             logger.warning("reindex: %s is not a readable post (%s); skipped", relpath, error)
             continue
         old = old_index.get(relpath, {})
-        canonical_url = (
-            old.get("canonical_url") if isinstance(old.get("canonical_url"), str) else None
-        )
+        canonical_url = _canonical_url(old)
         keys.append(("title", title_key(title, published), relpath))
         if canonical_url:
             keys.append(("url", canonical_url, relpath))
@@ -71,10 +74,21 @@ def reindex(output_dir: Path) -> ReindexResult:
             )
         )
         result.posts += 1
-    state = ArchiveState(output_dir)
-    try:
-        state.replace_story_keys(keys)
-    finally:
-        state.close()
+    if state is None:
+        own_state = ArchiveState(output_dir)
+        try:
+            own_state.replace_story_keys(keys, KEY_VERSION)
+        finally:
+            own_state.close()
+    else:
+        state.replace_story_keys(keys, KEY_VERSION)
     rewrite_index(output_dir, entries)
     return result
+
+
+def _canonical_url(entry: dict[str, Any]) -> str | None:
+    """The URL key of an indexed post, by today's rules; None for a post without one."""
+    if not isinstance(entry.get("canonical_url"), str):
+        return None  # the post had no URL of its own (home page, shared link)
+    url = entry.get("url")
+    return (url_key(url) if isinstance(url, str) else None) or entry["canonical_url"]

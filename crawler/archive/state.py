@@ -1,0 +1,193 @@
+"""``OUTPUT_DIR/.state.sqlite3``: what an archive remembers between runs.
+
+Dedup keys of every archived story, conditional-GET validators of feeds and the failure memory
+of article pages. An archive carries its own memory, so a fresh folder starts clean. Only
+:class:`crawler.archive.service.ArchiveService` (and ``reindex``) open it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+STATE_FILE = ".state.sqlite3"
+# Bumped whenever the key functions of crawler.post.keys change what they return: an archive
+# whose keys were computed by older rules is re-keyed (reindex) before it is used.
+KEY_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS story_keys (
+    kind TEXT NOT NULL,         -- 'title' (title + UTC day) or 'url' (canonical URL)
+    key TEXT NOT NULL,
+    path TEXT NOT NULL,         -- the post, relative to the archive folder
+    archived_at TEXT NOT NULL,  -- ISO 8601, UTC
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fetch_failures (
+    url_key TEXT PRIMARY KEY,   -- canonical URL of an article page that could not be used
+    reason TEXT NOT NULL,       -- e.g. 'http_404', 'unreachable', 'missing_date'
+    attempts INTEGER NOT NULL,
+    failed_at TEXT NOT NULL     -- ISO 8601, UTC, of the last failure
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feed_validators (
+    feed_url TEXT PRIMARY KEY,  -- as requested
+    etag TEXT,
+    last_modified TEXT,
+    saved_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,      -- 'key_version'
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+# A failed article page waits this long before it is asked for again, doubled with every
+# further failure, up to MAX_FAILURE_BACKOFF.
+MAX_FAILURE_BACKOFF = timedelta(days=7)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ArchiveState:
+    """One connection to an archive's ``.state.sqlite3`` (WAL mode: readers never block)."""
+
+    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.output_dir / STATE_FILE
+        fresh = not self.path.exists()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        if fresh:
+            self.set_key_version(KEY_VERSION)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- the rules the keys were computed with ---------------------------------------------
+
+    def key_version(self) -> int:
+        """The KEY_VERSION the stored keys follow (1: archives from before it was recorded)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'key_version'").fetchone()
+        return int(row[0]) if row else 1
+
+    def set_key_version(self, version: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('key_version', ?)", (str(version),)
+        )
+
+    def has_story_keys(self) -> bool:
+        return self._db.execute("SELECT 1 FROM story_keys LIMIT 1").fetchone() is not None
+
+    # --- dedup keys -------------------------------------------------------------------------
+
+    def knows(self, title_key: str | None = None, url_key: str | None = None) -> str | None:
+        """Which of the given keys the archive already holds: 'title', 'url' or None."""
+        for kind, key in (("url", url_key), ("title", title_key)):
+            if key is None:
+                continue
+            row = self._db.execute(
+                "SELECT 1 FROM story_keys WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
+            if row:
+                return kind
+        return None
+
+    def remember(self, path: str, title_key: str, url_key: str | None) -> None:
+        """Record a written post's keys in one transaction."""
+        now = _now()
+        rows = [("title", title_key, path, now)]
+        if url_key is not None:
+            rows.append(("url", url_key, path, now))
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO story_keys (kind, key, path, archived_at)"
+                " VALUES (?, ?, ?, ?)",
+                rows,
+            )
+
+    def replace_story_keys(self, rows: list[tuple[str, str, str]], key_version: int) -> None:
+        """Replace every dedup key with ``(kind, key, path)`` rows, in one transaction."""
+        now = _now()
+        with self._transaction():
+            self._db.execute("DELETE FROM story_keys")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO story_keys (kind, key, path, archived_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(kind, key, path, now) for kind, key, path in rows],
+            )
+            self.set_key_version(key_version)
+
+    # --- article pages that failed ------------------------------------------------------------
+
+    def in_failure_backoff(
+        self, url_key: str, backoff: timedelta, now: datetime | None = None
+    ) -> bool:
+        """True while an article page that failed should not be asked for again.
+
+        It waits ``backoff`` after its first failure, twice that after the second, and so
+        on, up to MAX_FAILURE_BACKOFF.
+        """
+        row = self._db.execute(
+            "SELECT attempts, failed_at FROM fetch_failures WHERE url_key = ?", (url_key,)
+        ).fetchone()
+        if not row:
+            return False
+        attempts, failed_at = row
+        wait = min(backoff * 2 ** min(attempts - 1, 20), MAX_FAILURE_BACKOFF)
+        return datetime.fromisoformat(failed_at) + wait > (now or datetime.now(UTC))
+
+    def record_failure(self, url_key: str, reason: str, now: datetime | None = None) -> None:
+        """Remember that an article page failed (once more)."""
+        self._db.execute(
+            "INSERT INTO fetch_failures (url_key, reason, attempts, failed_at)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT (url_key) DO UPDATE SET"
+            " reason = excluded.reason, attempts = attempts + 1, failed_at = excluded.failed_at",
+            (url_key, reason, (now or datetime.now(UTC)).isoformat()),
+        )
+
+    def forget_failure(self, url_key: str) -> None:
+        self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
+
+    # --- feeds' conditional GET ---------------------------------------------------------------
+
+    def feed_validators(self, feed_url: str) -> tuple[str | None, str | None]:
+        """The ETag and Last-Modified of a feed's last fully processed response."""
+        row = self._db.execute(
+            "SELECT etag, last_modified FROM feed_validators WHERE feed_url = ?", (feed_url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def save_feed_validators(
+        self, feed_url: str, etag: str | None, last_modified: str | None
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO feed_validators (feed_url, etag, last_modified, saved_at)"
+            " VALUES (?, ?, ?, ?)",
+            (feed_url, etag, last_modified, _now()),
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,172 @@
+"""Feed entries to article fields: plain functions on feedparser's results.
+
+feedparser reads the raw bytes with the response headers (so a charset given only in
+Content-Type is honoured), with its own sanitizer and relative-URI resolution off: the
+normalize pipeline sanitizes and resolves links, and feedparser's pass strips lazy images.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+
+from crawler.extract.dates import from_struct, parse_date
+
+# A date further ahead than this is a feed's mistake: the fetch time is used instead.
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """What one entry gives an article. ``title`` is HTML (text titles escaped)."""
+
+    title: str
+    link: str | None
+    published: datetime
+    # Where the date came from: 'entry', 'feed', or the fetch time for 'missing'/'future'.
+    date_from: str
+    body: str
+    body_base: str | None
+    image: str | None
+    # False when ``link`` is not the story's own (no link, the site's home, a shared link).
+    has_own_url: bool
+
+
+def parse_feed(body: bytes, headers: dict[str, str], url: str) -> Any:
+    """feedparser's result for a feed's bytes; ``headers`` lower-case, as fetched."""
+    return feedparser.parse(
+        body,
+        response_headers={**headers, "content-location": url},
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+
+
+def is_feed(parsed: Any) -> bool:
+    """False for something that is not a feed at all (an HTML page, garbage)."""
+    return bool(parsed.entries) or (bool(parsed.version) and not parsed.bozo)
+
+
+def feed_entries(
+    parsed: Any, feed_url: str, zone: tzinfo, fetched_at: datetime
+) -> Iterator[FeedEntry | None]:
+    """One FeedEntry per entry, in feed order; None for an entry without a title."""
+    links = [entry_link(entry, feed_url) for entry in parsed.entries]
+    shared = {link for link, count in Counter(links).items() if link and count > 1}
+    home = site_home(parsed, feed_url)
+    for entry, link in zip(parsed.entries, links, strict=True):
+        title = entry_title(entry)
+        if not title.strip():
+            yield None
+            continue
+        published, date_from = entry_date(entry, parsed, zone, fetched_at)
+        body, body_base = entry_body(entry, feed_url, link)
+        yield FeedEntry(
+            title=title,
+            link=link,
+            published=published,
+            date_from=date_from,
+            body=body,
+            body_base=body_base,
+            image=entry_image(entry, body_base or feed_url),
+            has_own_url=bool(link) and link not in shared and link not in home,
+        )
+
+
+def entry_link(entry: Any, feed_url: str) -> str | None:
+    link = entry.get("feedburner_origlink") or entry.get("link")
+    if not isinstance(link, str) or not link.strip():
+        return None
+    absolute = urljoin(feed_url, link.strip())
+    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+
+
+def entry_date(
+    entry: Any, parsed: Any, zone: tzinfo, fetched_at: datetime
+) -> tuple[datetime, str]:
+    """The entry's date (else the feed's), and where it came from.
+
+    Read here first, then by feedparser; a missing date or one more than a day ahead
+    becomes the fetch time.
+    """
+    published = parse_date(entry.get("published") or entry.get("updated"), zone) or from_struct(
+        entry.get("published_parsed") or entry.get("updated_parsed")
+    )
+    date_from = "entry"
+    if published is None:
+        feed = parsed.feed
+        published = parse_date(feed.get("published") or feed.get("updated"), zone) or from_struct(
+            feed.get("published_parsed") or feed.get("updated_parsed")
+        )
+        date_from = "feed"
+    if published is None:
+        return fetched_at, "missing"
+    if published > fetched_at + FUTURE_TOLERANCE:
+        return fetched_at, "future"
+    return published, date_from
+
+
+def entry_title(entry: Any) -> str:
+    """The entry's title as HTML, which is what an item's title holds.
+
+    A text title is escaped, so that normalize (which strips tags and decodes entities)
+    gives back exactly its text, ``<`` and ``&amp;`` included.
+    """
+    raw = entry.get("title")
+    if not isinstance(raw, str):
+        return ""
+    kind = (entry.get("title_detail") or {}).get("type", "")
+    return raw if "html" in kind else html.escape(raw, quote=False)
+
+
+def entry_body(entry: Any, feed_url: str, link: str | None) -> tuple[str, str | None]:
+    """The fullest of content:encoded / content / summary, and the base of its links.
+
+    The base is the content's own xml:base where it has one, else the entry's link.
+    """
+    details = [*entry.get("content", []), entry.get("summary_detail") or {}]
+    best = max(details, key=lambda detail: len(detail.get("value") or ""))
+    body = best.get("value") or ""
+    own_base = best.get("base")
+    base = own_base if own_base and own_base != feed_url else (link or feed_url)
+    return body, base
+
+
+def entry_image(entry: Any, base: str) -> str | None:
+    """media:thumbnail, media:content (images only), or an image enclosure."""
+    candidates = [thumb.get("url") for thumb in entry.get("media_thumbnail", [])]
+    candidates += [
+        media.get("url")
+        for media in entry.get("media_content", [])
+        if media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
+    ]
+    candidates += [
+        enclosure.get("href")
+        for enclosure in entry.get("enclosures", [])
+        if str(enclosure.get("type", "")).startswith("image/")
+    ]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            return urljoin(base, candidate.strip())
+    return None
+
+
+def site_home(parsed: Any, feed_url: str) -> set[str]:
+    """Links that point at the site, not a story: the feed's own link and home pages."""
+    homes = {urljoin(feed_url, "/")}
+    site = parsed.feed.get("link")
+    if isinstance(site, str) and site.strip():
+        homes.add(urljoin(feed_url, site.strip()))
+        homes.add(urljoin(urljoin(feed_url, site.strip()), "/"))
+    return homes
+
+
+def one_line(value: object) -> str:
+    return " ".join(str(value).split())[:300]

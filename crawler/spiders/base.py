@@ -1,0 +1,336 @@
+"""What every spider of the harvester shares, so that a site spider is only its site knowledge.
+
+:class:`HarvestSpider` owns spider arguments (unknown ones rejected, one usage line), the archive
+service and per-source stats (``source/<name>/<stat>``). :class:`SiteSpider` adds what a site
+with a list and article pages needs: its :class:`~crawler.sources.Source` (from the harvest, or
+built from ``-a`` arguments), a mirror (``base_url``), the skip-if-archived and failed-page
+backoff asked through the archive service, article requests whose failures are remembered,
+and items built with the source's categories and author.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from crawler.archive.service import ArchiveService
+from crawler.items import Article
+from crawler.post.cleaning import clean_title
+from crawler.sources import Source, SourcesError, is_http_url, parse_source
+
+
+class ArgumentError(ValueError):
+    """A spider argument that cannot work: one usage line, exit status 2."""
+
+
+def whole_number(minimum: int = 0) -> Callable[[Any], int]:
+    """A converter for a whole-number argument of at least ``minimum``."""
+
+    def convert(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = minimum - 1
+        if number < minimum or isinstance(value, bool):
+            raise ValueError(f"must be a whole number >= {minimum}, not {value!r}")
+        return number
+
+    return convert
+
+
+def string_list(value: Any) -> list[str]:
+    """A list argument: a list (from a sources file or the harvest), a JSON array, or a
+    comma-separated string (``-a categories=a,b``; use a JSON array for names with commas)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError(f"not a JSON array: {value!r}") from None
+        else:
+            value = [part for part in text.split(",")]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of strings, not {value!r}")
+    cleaned = [v.strip() for v in value if v.strip()]
+    if not cleaned:
+        raise ValueError("must name at least one")
+    return cleaned
+
+
+class HarvestSpider(scrapy.Spider):
+    """Arguments checked against :attr:`arguments`; the archive service; per-source stats."""
+
+    # Spider arguments (``-a NAME=VALUE``) and how each is converted; subclasses add theirs.
+    arguments: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+
+    @classmethod
+    def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
+        """Converted arguments; raises :class:`ArgumentError` naming a bad or unknown one."""
+        unknown = sorted(set(arguments) - set(cls.arguments))
+        if unknown:
+            known = ", ".join(sorted(cls.arguments)) or "none"
+            raise ArgumentError(f"{cls.name}: unknown argument -a {unknown[0]} (known: {known})")
+        converted = {}
+        for name, value in arguments.items():
+            try:
+                converted[name] = cls.arguments[name](value)
+            except (ValueError, SourcesError) as error:
+                raise ArgumentError(f"{cls.name}: -a {name}: {error}") from None
+        return converted
+
+    @property
+    def archive(self) -> ArchiveService:
+        """The crawl's archive service (from ``start()`` on)."""
+        return ArchiveService.of(self.crawler)
+
+    def count(self, source: str, stat: str, value: int = 1) -> None:
+        self.crawler.stats.inc_value(f"source/{source}/{stat}", value)
+
+    def source_failed(self, source: str, message: str, *args: object) -> None:
+        """The source could not be read (its list, its feed): FAILED in the report."""
+        self.crawler.stats.set_value(f"source/{source}/failed", 1)
+        self.logger.warning("source %s failed: " + message, source, *args)
+
+
+@dataclass
+class Listing:
+    """What a list told about an article before its page is fetched.
+
+    ``url`` is the article's canonical URL (never the mirror's); ``title`` is HTML (use
+    :func:`text_title` for plain text).
+    """
+
+    url: str
+    title: str | None = None
+    published: datetime | None = None
+    thumb: str | None = None
+
+
+def text_title(text: str | None) -> str | None:
+    """A title taken from text (a text node, JSON) as the HTML an item's title holds.
+
+    Escaped, so that normalize (which strips tags and decodes entities) keeps a literal ``<``.
+    """
+    return html.escape(text, quote=False) if text and text.strip() else None
+
+
+class SiteSpider(HarvestSpider):
+    """One source read from a site: list pages, then article pages.
+
+    A subclass gives site knowledge only: :attr:`name`, :attr:`site_url`,
+    :attr:`default_categories`, :attr:`default_author`, :attr:`widget_selectors`, its own
+    :attr:`arguments`, ``start()`` and the parsing callbacks. Common arguments:
+
+    - ``base_url``: fetch the site from this mirror or saved copy; items keep the real URLs.
+    - ``categories`` (list; ``a,b`` or a JSON array on the command line), ``author``,
+      ``timezone``, ``source_name`` (the name in stats and reports).
+    """
+
+    site_url: ClassVar[str] = ""  # scheme://host of the real site; base_url mirrors it
+    default_categories: ClassVar[tuple[str, ...]] = ()
+    default_author: ClassVar[str] = ""
+    default_timezone: ClassVar[str] = "UTC"
+    widget_selectors: ClassVar[tuple[str, ...]] = ()  # removed from bodies
+    common_arguments: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "base_url": lambda value: _http_url(value).rstrip("/"),
+        "categories": string_list,
+        "author": str,
+        "timezone": str,
+        "source_name": str,
+        "source": lambda value: value,  # a Source object, from the harvest
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.arguments = {**SiteSpider.common_arguments, **cls.arguments}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        arguments = self.check_arguments(**kwargs)
+        self.source: Source = self.source_from(arguments)
+        self.options = {k: v for k, v in arguments.items() if k not in self.common_arguments}
+        for name, convert in self.arguments.items():
+            if name not in self.common_arguments:
+                setattr(self, name, self.options.get(name, self.default_argument(name, convert)))
+
+    @classmethod
+    def default_argument(cls, name: str, convert: Callable[[Any], Any]) -> Any:
+        """A spider argument's default: the class attribute ``default_<name>``."""
+        return getattr(cls, f"default_{name}", None)
+
+    @classmethod
+    def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
+        converted = super().check_arguments(**arguments)
+        source = converted.get("source")
+        if source is not None:
+            if not isinstance(source, Source):
+                raise ArgumentError(f"{cls.name}: -a source: only the harvest passes a source")
+            # A sources file's args = { ... } and base_url are this spider's arguments.
+            extra = super().check_arguments(**source.args)
+            converted = {**extra, **converted}
+            if source.base_url:
+                converted.setdefault("base_url", source.base_url)
+        cls.source_from(converted)  # a bad time zone is a usage error too
+        return converted
+
+    @classmethod
+    def source_from(cls, arguments: dict[str, Any]) -> Source:
+        """The harvest's Source, or one built from the spider's defaults and arguments."""
+        given = arguments.get("source")
+        base_url = arguments.get("base_url")
+        if given is not None:
+            return given if not base_url else _with_base_url(given, base_url)
+        table: dict[str, Any] = {
+            "name": arguments.get("source_name") or cls.name,
+            "spider": cls.name,
+            "categories": arguments.get("categories") or list(cls.default_categories),
+            "author": arguments.get("author") or cls.default_author or cls.name,
+            "timezone": arguments.get("timezone") or cls.default_timezone,
+        }
+        if base_url:
+            table["base_url"] = base_url
+        try:
+            return parse_source(table, where=f"{cls.name}: arguments")
+        except SourcesError as error:
+            raise ArgumentError(str(error)) from None
+
+    # --- the mirror -----------------------------------------------------------------------
+
+    def fetch_url(self, url: str) -> str:
+        """Where to fetch a URL of the site from: the site itself or the source's mirror."""
+        mirror = self.source.base_url
+        if not mirror or not self.site_url or not _same_origin(url, self.site_url):
+            return url
+        parts = urlsplit(url)
+        return mirror + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    # --- stats and log lines for this source -------------------------------------------------
+
+    def stat(self, stat: str, value: int = 1) -> None:
+        """Count ``source/<this source>/<stat>``."""
+        self.count(self.source.name, stat, value)
+
+    def problem(self, stat: str, message: str, *args: object) -> None:
+        """Something of this source went wrong: one stat, one warning line, no traceback."""
+        self.stat(stat)
+        self.logger.warning("source %s: " + message, self.source.name, *args)
+
+    def request_failed(self, what: str, failure: Failure) -> str:
+        """Count and log a request that finally failed; returns a short reason."""
+        request = failure.request  # type: ignore[attr-defined]
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            self.problem(f"{what}_http_error", "%s %s answered HTTP %d", what, request.url, status)
+            return f"http_{status}"
+        self.problem(
+            f"{what}_fetch_failed", "%s %s could not be fetched: %s",
+            what, request.url, failure.getErrorMessage(),
+        )  # fmt: skip
+        return "unreachable"
+
+    # --- article pages --------------------------------------------------------------------
+
+    def article_requests(
+        self, listings: list[Listing], callback: Callable[..., Any]
+    ) -> Iterator[scrapy.Request]:
+        """One request per listed article the archive neither holds nor waits on."""
+        self.stat("seen", len(listings))
+        skipped = 0
+        for listing in listings:
+            if self.archive.is_archived(listing.title, listing.published, listing.url):
+                self.stat("article_skipped_archived")
+                skipped += 1
+                continue
+            if self.archive.in_failure_backoff(listing.url):
+                self.stat("article_skipped_failed_recently")
+                continue
+            self.stat("article_requested")
+            yield scrapy.Request(
+                self.fetch_url(listing.url),
+                callback=callback,
+                errback=self.article_failed,
+                cb_kwargs={"listing": listing},
+                meta={"source_name": self.source.name},
+            )
+        self.logger.info(
+            "source %s: %d articles listed, %d already archived",
+            self.source.name, len(listings), skipped,
+        )  # fmt: skip
+
+    def article_failed(self, failure: Failure) -> None:
+        listing: Listing = failure.request.cb_kwargs["listing"]  # type: ignore[attr-defined]
+        self.archive.page_failed(listing.url, self.request_failed("article", failure))
+
+    def listing_for(self, response: Response, listing: Listing | None) -> Listing:
+        """The listing of an article callback; a plain response (``scrapy parse``) has none."""
+        return listing if listing is not None else Listing(url=response.url)
+
+    def article(
+        self,
+        listing: Listing,
+        *,
+        title: str | None,
+        published: datetime | None,
+        body: str,
+        image: str | None = None,
+        body_base: str | None = None,
+        remove: tuple[str, ...] = (),
+    ) -> Article:
+        """The item of an article page, with the source's categories and author.
+
+        An article without a title or a date is still yielded (normalize drops and counts
+        it), and its page is remembered as failed so that the next runs wait before asking
+        for it again; a good page clears that memory.
+        """
+        if not clean_title(title or ""):
+            self.archive.page_failed(listing.url, "missing_title")
+        elif published is None:
+            self.archive.page_failed(listing.url, "missing_date")
+        else:
+            self.archive.page_succeeded(listing.url)
+        return Article(
+            title=title,
+            url=listing.url,
+            published=published,
+            categories=list(self.source.categories),
+            author=self.source.author,
+            body=body,
+            body_base=body_base,
+            source=self.source.name,
+            image=image,
+            thumb=listing.thumb,
+            fallback_image=self.source.fallback_image,
+            has_own_url=True,
+            strip_selectors=[*self.widget_selectors, *remove],
+        )
+
+
+def _http_url(value: Any) -> str:
+    if not is_http_url(value):
+        raise ValueError(f"must be an http(s) URL, not {value!r}")
+    return str(value)
+
+
+def _same_origin(url: str, site: str) -> bool:
+    try:
+        a, b = urlsplit(url), urlsplit(site)
+        return (a.hostname or "").lower() == (b.hostname or "").lower() and a.port == b.port
+    except ValueError:
+        return False
+
+
+def _with_base_url(source: Source, base_url: str) -> Source:
+    from dataclasses import replace
+
+    return replace(source, base_url=base_url)
