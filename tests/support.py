@@ -1,16 +1,26 @@
-"""Test helpers: fixture sites on a real HTTP server, real crawls in a subprocess."""
+"""Test helpers: fixture sites on a real HTTP server, real crawls in-process (and, where the
+process itself matters, in a subprocess)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import frontmatter
 from pytest_httpserver import HTTPServer
+from scrapy import Spider
+from scrapy.crawler import Crawler, CrawlerRunner
+from scrapy.settings import Settings
 from werkzeug import Request, Response
+
+import crawler.settings as project_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -24,11 +34,23 @@ FAST = (
 )  # fmt: skip
 
 
+# The same, as settings of an in-process crawl.
+FAST_SETTINGS = {
+    "DOWNLOAD_DELAY": 0,
+    "AUTOTHROTTLE_ENABLED": False,
+    "RETRY_TIMES": 1,
+    "RETRY_BACKOFF_BASE": 0,
+    "TELNETCONSOLE_ENABLED": False,
+}
+
+
 @dataclass
 class CrawlResult:
     returncode: int
     log: str
     output_dir: Path
+    stats: dict[str, Any] = field(default_factory=dict)
+    crawler: Crawler | None = None
 
     def posts(self) -> dict[str, frontmatter.Post]:
         """Every post file of the archive, by path relative to it."""
@@ -38,9 +60,58 @@ class CrawlResult:
         }
 
     def stat(self, name: str) -> int | None:
-        """A counter from Scrapy's end-of-crawl stats dump, or None when it is absent."""
+        """A counter of the crawl's stats (in-process), else from Scrapy's end-of-crawl stats
+        dump in the log (subprocess), or None when it is absent."""
+        if self.crawler is not None:
+            value = self.stats.get(name)
+            return int(value) if value is not None else None
         match = re.search(rf"'{re.escape(name)}': (\d+)", self.log)
         return int(match.group(1)) if match else None
+
+
+def crawl_settings(output_dir: Path, **overrides: Any) -> Settings:
+    """The project's settings, as ``scrapy crawl`` reads them, for a crawl into output_dir."""
+    settings = Settings()
+    settings.setmodule(project_settings, priority="project")
+    settings.update({**FAST_SETTINGS, "OUTPUT_DIR": str(output_dir)}, priority="cmdline")
+    settings.update(overrides, priority="cmdline")
+    return settings
+
+
+@contextmanager
+def captured_log() -> Iterator[list[str]]:
+    """Every log line (INFO and up) written while the block runs, formatted as Scrapy does."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"[{record.name}] {record.levelname}: {self.format(record)}")
+
+    handler = Collect(level=logging.INFO)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+async def crawl_in_process(
+    spider: str | type[Spider], output_dir: Path, settings: dict[str, Any] | None = None,
+    **spider_arguments: Any,
+) -> CrawlResult:
+    """A real crawl in this process (await it in a ``pytest_twisted.ensureDeferred`` test or
+    an ``async_fixture``): ``get_crawler`` + ``crawl``, stats read from the crawler."""
+    runner = CrawlerRunner(crawl_settings(output_dir, **(settings or {})))
+    crawler = runner.create_crawler(spider)
+    with captured_log() as lines:
+        await crawler.crawl(**spider_arguments)
+    stats = crawler.stats.get_stats()
+    failed = stats.get("finish_reason") != "finished"
+    return CrawlResult(int(failed), "\n".join(lines), output_dir, stats, crawler)
 
 
 def run_scrapy(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
