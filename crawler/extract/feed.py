@@ -88,9 +88,7 @@ def entry_link(entry: Any, feed_url: str) -> str | None:
     return absolute if urlsplit(absolute).scheme in ("http", "https") else None
 
 
-def entry_date(
-    entry: Any, parsed: Any, zone: tzinfo, fetched_at: datetime
-) -> tuple[datetime, str]:
+def entry_date(entry: Any, parsed: Any, zone: tzinfo, fetched_at: datetime) -> tuple[datetime, str]:
     """The entry's date (else the feed's), and where it came from.
 
     Read here first, then by feedparser; a missing date or one more than a day ahead

@@ -28,6 +28,9 @@ from crawler.items import Article
 from crawler.post.cleaning import clean_title
 from crawler.sources import Source, SourcesError, is_http_url, parse_source
 
+# Spider arguments: name -> converter from the ``-a`` string (or a sources-file value).
+ArgumentSpec = dict[str, Callable[[Any], Any]]
+
 
 class ArgumentError(ValueError):
     """A spider argument that cannot work: one usage line, exit status 2."""
@@ -72,7 +75,7 @@ class HarvestSpider(scrapy.Spider):
     """Arguments checked against :attr:`arguments`; the archive service; per-source stats."""
 
     # Spider arguments (``-a NAME=VALUE``) and how each is converted; subclasses add theirs.
-    arguments: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    arguments: ClassVar[ArgumentSpec] = {}
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
@@ -142,7 +145,7 @@ class SiteSpider(HarvestSpider):
     default_author: ClassVar[str] = ""
     default_timezone: ClassVar[str] = "UTC"
     widget_selectors: ClassVar[tuple[str, ...]] = ()  # removed from bodies
-    common_arguments: ClassVar[dict[str, Callable[[Any], Any]]] = {
+    common_arguments: ClassVar[ArgumentSpec] = {
         "base_url": lambda value: _http_url(value).rstrip("/"),
         "categories": string_list,
         "author": str,
@@ -153,7 +156,11 @@ class SiteSpider(HarvestSpider):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.arguments = {**SiteSpider.common_arguments, **cls.arguments}
+        # A subclass's ``arguments`` add to its bases' and to the common ones.
+        merged = dict(SiteSpider.common_arguments)
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("arguments", {}))
+        cls.arguments = merged
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
@@ -191,13 +198,7 @@ class SiteSpider(HarvestSpider):
         base_url = arguments.get("base_url")
         if given is not None:
             return given if not base_url else _with_base_url(given, base_url)
-        table: dict[str, Any] = {
-            "name": arguments.get("source_name") or cls.name,
-            "spider": cls.name,
-            "categories": arguments.get("categories") or list(cls.default_categories),
-            "author": arguments.get("author") or cls.default_author or cls.name,
-            "timezone": arguments.get("timezone") or cls.default_timezone,
-        }
+        table = cls.source_table(arguments)
         if base_url:
             table["base_url"] = base_url
         try:
@@ -205,12 +206,28 @@ class SiteSpider(HarvestSpider):
         except SourcesError as error:
             raise ArgumentError(str(error)) from None
 
+    @classmethod
+    def source_table(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The sources-file table a ``scrapy crawl`` with these arguments stands for."""
+        return {
+            "name": arguments.get("source_name") or cls.name,
+            "spider": cls.name,
+            "categories": arguments.get("categories") or list(cls.default_categories),
+            "author": arguments.get("author") or cls.default_author or cls.name,
+            "timezone": arguments.get("timezone") or cls.default_timezone,
+        }
+
     # --- the mirror -----------------------------------------------------------------------
+
+    @property
+    def site_origin(self) -> str:
+        """``scheme://host`` of the real site, whose URLs ``base_url`` stands in for."""
+        return self.site_url
 
     def fetch_url(self, url: str) -> str:
         """Where to fetch a URL of the site from: the site itself or the source's mirror."""
         mirror = self.source.base_url
-        if not mirror or not self.site_url or not _same_origin(url, self.site_url):
+        if not mirror or not self.site_origin or not _same_origin(url, self.site_origin):
             return url
         parts = urlsplit(url)
         return mirror + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

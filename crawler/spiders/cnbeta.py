@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from crawler.extract.dates import parse_date
 from crawler.items import Article
-from crawler.spiders.base import Listing, SiteSpider, text_title, whole_number
+from crawler.spiders.base import ArgumentSpec, Listing, SiteSpider, text_title, whole_number
 
 SITE = "https://www.cnbeta.com.tw"
 SITE_TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -53,7 +53,7 @@ class CnbetaSpider(SiteSpider):
     default_timezone = "Asia/Shanghai"
     # Widgets inside the body: topic logos, related-topic boxes, site-wide promotions.
     widget_selectors = (".topic", ".article-topic", ".article-global")
-    arguments = {"pages": whole_number(0)}
+    arguments: ClassVar[ArgumentSpec] = {"pages": whole_number(0)}
     default_pages = 3
 
     def __init__(self, **kwargs: Any) -> None:
@@ -155,7 +155,9 @@ class CnbetaSpider(SiteSpider):
 
     # --- the articles --------------------------------------------------------------------
 
-    def parse_article(self, response: Response, listing: Listing | None = None) -> Iterator[Article]:
+    def parse_article(
+        self, response: Response, listing: Listing | None = None
+    ) -> Iterator[Article]:
         """An article page: title, time (Asia/Shanghai, to the minute) and body.
 
         @url https://www.cnbeta.com.tw/articles/tech/1153343.htm

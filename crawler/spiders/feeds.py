@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 import scrapy
@@ -31,7 +31,7 @@ from crawler.sources import (
     parse_source,
     select_sources,
 )
-from crawler.spiders.base import ArgumentError, HarvestSpider, string_list
+from crawler.spiders.base import ArgumentError, ArgumentSpec, HarvestSpider, string_list
 
 
 class FeedsSpider(HarvestSpider):
@@ -45,7 +45,7 @@ class FeedsSpider(HarvestSpider):
     """
 
     name = "feeds"
-    arguments = {
+    arguments: ClassVar[ArgumentSpec] = {
         "sources": lambda value: value,
         "only": string_list,
         "url": str,
