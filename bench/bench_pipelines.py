@@ -18,6 +18,7 @@ from pathlib import Path
 from scrapy.exceptions import DropItem
 from scrapy.utils.test import get_crawler
 
+from crawler.archive.service import ArchiveService
 from crawler.items import Article
 from crawler.pipelines.dedup import DedupPipeline
 from crawler.pipelines.normalize import NormalizePipeline
@@ -56,12 +57,12 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
         settings_dict={"OUTPUT_DIR": str(output), "FALLBACK_IMAGE": FALLBACK_IMAGE}
     )
     crawler.stats.open_spider()
+    archive = ArchiveService(output, timedelta(hours=1))  # what EXTENSIONS builds in a crawl
     pipelines = [
-        cls.from_crawler(crawler) for cls in (NormalizePipeline, DedupPipeline, WritePipeline)
+        NormalizePipeline.from_crawler(crawler),
+        DedupPipeline(crawler.stats, archive),
+        WritePipeline(crawler.stats, archive),
     ]
-    for pipeline in pipelines:
-        if hasattr(pipeline, "open_spider"):
-            pipeline.open_spider()
     written = 0
     began = time.perf_counter()
     for item in items:
@@ -72,9 +73,7 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
         except DropItem:
             pass  # duplicates on the second pass: that is what is measured
     elapsed = time.perf_counter() - began
-    for pipeline in pipelines:
-        if hasattr(pipeline, "close_spider"):
-            pipeline.close_spider()
+    archive.close()
     return elapsed, written
 
 
