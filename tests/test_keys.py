@@ -40,6 +40,13 @@ def test_title_key_uses_nfkc_collapsed_white_space_and_the_utc_day() -> None:
         # The fragment is dropped, unless it is a hash route naming a page of its own.
         ("https://example.com/a?b=1&a=2#section", "https://example.com/a?b=1&a=2"),
         ("https://example.com/#!/news/1", "https://example.com/#!/news/1"),
+        # One URL however it is written: IDN or punycode host, raw or encoded, %7E or ~.
+        ("https://例子.测试/新闻", "https://xn--fsqu00a.xn--0zwm56d/%E6%96%B0%E9%97%BB"),
+        (
+            "https://xn--fsqu00a.xn--0zwm56d/%e6%96%b0%e9%97%bb",
+            "https://xn--fsqu00a.xn--0zwm56d/%E6%96%B0%E9%97%BB",
+        ),
+        ("https://example.com/%7Euser/a%2fb?q=%7e", "https://example.com/~user/a%2Fb?q=~"),
         ("https://example.com/app#/news/1", "https://example.com/app#/news/1"),
         ("https://example.com", "https://example.com/"),
         ("https://example.com/A/Path", "https://example.com/A/Path"),

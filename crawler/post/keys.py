@@ -8,9 +8,13 @@ crawler/archive/state.py, so that existing archives are re-keyed.
 from __future__ import annotations
 
 import hashlib
+import re
+import string
 import unicodedata
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+from w3lib.url import safe_url_string
 
 from crawler.post.cleaning import clean_text, clean_title
 
@@ -32,12 +36,14 @@ def title_key(title: str, published: datetime) -> str:
 def url_key(url: str) -> str | None:
     """The canonical form of an article URL, or None for something that is not an http(s) URL.
 
-    Scheme and host lower-cased, default port and tracking parameters (``utm_*``, ``fbclid``,
-    ``gclid``, ``spm``) removed; path and the other parameters (in order) kept. The fragment
-    is dropped unless it is a hash route (``#!...``, ``#/...``), which names a page of its own.
+    Scheme and host lower-cased, an IDN host in punycode, percent-encoding normalized (raw
+    and encoded non-ASCII give one URL, ``%7E`` is ``~``, hex digits upper-case), default port
+    and tracking parameters (``utm_*``, ``fbclid``, ``gclid``, ``spm``) removed; path and the
+    other parameters (in order) kept. The fragment is dropped unless it is a hash route
+    (``#!...``, ``#/...``), which names a page of its own.
     """
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(safe_url_string(url.strip()))
         port = parts.port
     except ValueError:
         return None
@@ -51,10 +57,26 @@ def url_key(url: str) -> str | None:
         host = f"{host}:{port}"
     # Filter the raw query segments so that the rest keeps its exact spelling.
     query = "&".join(
-        segment for segment in parts.query.split("&") if segment and not _is_tracking(segment)
+        _normal_escapes(segment)
+        for segment in parts.query.split("&")
+        if segment and not _is_tracking(segment)
     )
     fragment = parts.fragment if parts.fragment.startswith(("!", "/")) else ""
-    return urlunsplit((scheme, host, parts.path or "/", query, fragment))
+    return urlunsplit((scheme, host, _normal_escapes(parts.path) or "/", query, fragment))
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _normal_escapes(text: str) -> str:
+    """``%7E`` -> ``~`` (unreserved characters need no escape), other escapes upper-case."""
+
+    def fix(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
+
+    return _ESCAPE.sub(fix, text)
 
 
 def _is_tracking(segment: str) -> bool:
