@@ -1,0 +1,65 @@
+"""Feed entries to article fields, directly on fixture bytes (no crawl)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from support import FEEDS
+
+from crawler.extract.feed import FeedEntry, feed_entries, is_feed, parse_feed
+
+FETCHED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def entries(name: str, url: str) -> list[FeedEntry | None]:
+    headers = {"content-type": "application/rss+xml"}
+    parsed = parse_feed((FEEDS / name).read_bytes(), headers, url)
+    assert is_feed(parsed)
+    return list(feed_entries(parsed, url, ZoneInfo("Asia/Shanghai"), FETCHED))
+
+
+def test_media_images_rank_and_dates_convert() -> None:
+    deck, flight = entries("verge-media.xml", "https://www.theverge.com/rss/index.xml")
+    assert deck is not None and flight is not None
+    assert deck.title == "Valve announces the Steam Deck"
+    assert deck.published == datetime(2021, 7, 15, 21, 0, tzinfo=UTC)
+    assert deck.date_from == "entry"
+    assert deck.image == "https://cdn.vox-cdn.com/thumbor/steam-deck-thumb.jpg"
+    assert deck.has_own_url and deck.link == "https://www.theverge.com/2021/7/15/steam-deck"
+    # A video media:content is no lead image; the image one is.
+    assert flight.image == "https://cdn.vox-cdn.com/uploads/flight-sim.jpg"
+
+
+def test_shared_links_and_home_page_links_are_not_own_urls() -> None:
+    found = [e for e in entries("shared-links.xml", "https://www.solidot.org/index.rss") if e]
+    assert [entry.has_own_url for entry in found].count(True) < len(found)
+    for entry in found:
+        if entry.has_own_url:
+            assert entry.link and entry.link.rstrip("/") != "https://www.solidot.org"
+
+
+def test_odd_dates_missing_titles_and_future_dates() -> None:
+    found = entries("ithome-rss2.xml", "https://www.ithome.com/rss/")
+    assert found[3] is None  # the entry without a title: dropped by the spider, counted
+    by_title = {entry.title: entry for entry in found if entry is not None}
+    shanghai = ZoneInfo("Asia/Shanghai")
+    # A zone-less RFC 822 date is in the source's zone; 2020/1/10 is 10 January, not 1 Nov.
+    ios = by_title["苹果 iOS 15 公测版 Beta 3 推送"]
+    assert ios.published == datetime(2016, 10, 26, 21, 53, 13, tzinfo=shanghai)
+    mix = by_title["小米 MIX 4 官宣：8 月发布"]
+    assert mix.published == datetime(2020, 1, 10, 14, 33, tzinfo=shanghai)
+    # No date of its own: the feed's (lastBuildDate); one from the future: the fetch time.
+    undated = by_title["没有日期的快讯"]
+    assert (undated.published, undated.date_from) == (datetime(2021, 7, 17, 15, tzinfo=UTC), "feed")
+    assert (by_title["来自未来的文章"].published, by_title["来自未来的文章"].date_from) == (
+        FETCHED,
+        "future",
+    )
+
+
+def test_not_a_feed() -> None:
+    parsed = parse_feed(
+        (FEEDS / "not-a-feed.html").read_bytes(), {"content-type": "text/html"}, "https://x/"
+    )
+    assert not is_feed(parsed)
