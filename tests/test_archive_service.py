@@ -1,0 +1,67 @@
+"""The archive service: the one owner of an archive's state, post files and index."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from crawler.archive.service import ArchiveService
+from crawler.archive.state import KEY_VERSION, STATE_FILE
+from crawler.post.format import http_date
+from crawler.post.keys import story_keys
+
+PUBLISHED = datetime(2021, 7, 17, 14, 35, 32, tzinfo=UTC)
+URL = "https://www.theverge.com/2021/7/15/steam-deck#comments"
+
+
+def store(service: ArchiveService, title: str, url: str) -> str:
+    title_key, url_key = story_keys(title, PUBLISHED, url, has_own_url=True)
+    stored = service.store_post(
+        b"\n---\ntitle: 'x'\ndate: Sat, 17 Jul 2021 14:35:32 GMT\n---\n",
+        title=title, published=PUBLISHED, date=http_date(PUBLISHED), title_key=title_key,
+        url_key=url_key, url=url, source="verge", categories=["Tech"],
+    )  # fmt: skip
+    assert stored.written
+    return stored.relpath
+
+
+def test_a_post_is_written_keyed_and_indexed_once(tmp_path: Path) -> None:
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    relpath = store(service, "Valve announces the Steam Deck", URL)
+    assert (tmp_path / relpath).is_file()
+    assert service.is_archived("Valve announces the Steam Deck", PUBLISHED, None)
+    # The spider-side question uses the same keys: same story under another URL spelling.
+    assert service.is_archived(None, None, "HTTPS://www.theverge.com:443/2021/7/15/steam-deck")
+    assert not service.is_archived("Another story", PUBLISHED, "https://e.com/other")
+    lines = (tmp_path / ".index.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["path"] for line in lines] == [relpath]
+    service.close()
+
+
+def test_failed_pages_wait_and_a_good_page_clears_them(tmp_path: Path) -> None:
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    service.page_failed("https://e.com/a#top", "http_500")
+    assert service.in_failure_backoff("https://e.com/a")
+    service.page_succeeded("https://e.com/a")
+    assert not service.in_failure_backoff("https://e.com/a")
+    service.close()
+
+
+def test_an_archive_keyed_by_older_rules_is_rekeyed_when_opened(tmp_path: Path) -> None:
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    relpath = store(service, "Valve announces the Steam Deck", URL)
+    service.close()
+    # Make it look like an archive of key version 1: the URL key kept the fragment.
+    with sqlite3.connect(tmp_path / STATE_FILE) as db:
+        db.execute("DELETE FROM story_keys WHERE kind = 'url'")
+        db.execute(
+            "INSERT INTO story_keys VALUES ('url', ?, ?, '2021-07-17T00:00:00+00:00')",
+            ("https://www.theverge.com/2021/7/15/steam-deck#comments", relpath),
+        )
+        db.execute("DELETE FROM meta")
+    reopened = ArchiveService(tmp_path, timedelta(hours=1))
+    assert reopened.state.key_version() == KEY_VERSION
+    assert reopened.is_archived(None, None, "https://www.theverge.com/2021/7/15/steam-deck")
+    reopened.close()
