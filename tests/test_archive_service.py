@@ -18,10 +18,11 @@ URL = "https://www.theverge.com/2021/7/15/steam-deck#comments"
 
 def store(service: ArchiveService, title: str, url: str) -> str:
     title_key, url_key = story_keys(title, PUBLISHED, url, has_own_url=True)
+    index = {"title": title, "date": http_date(PUBLISHED), "url": url, "source": "verge",
+             "categories": ["Tech"]}  # fmt: skip
     stored = service.store_post(
         b"\n---\ntitle: 'x'\ndate: Sat, 17 Jul 2021 14:35:32 GMT\n---\n",
-        title=title, published=PUBLISHED, date=http_date(PUBLISHED), title_key=title_key,
-        url_key=url_key, url=url, source="verge", categories=["Tech"],
+        published=PUBLISHED, title_key=title_key, url_key=url_key, index=index,
     )  # fmt: skip
     assert stored.written
     return stored.relpath

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
@@ -121,38 +121,24 @@ class ArchiveService:
         self,
         data: bytes,
         *,
-        title: str,
         published: datetime,
-        date: str,
         title_key: str,
         url_key: str | None,
-        url: str | None,
-        source: str | None,
-        categories: list[str],
+        index: dict[str, Any],
     ) -> StoredPost:
         """Write a rendered post atomically, then record its keys and its index line.
 
-        Keys are recorded only once the file is on disk, so a failed write is retried by the
-        next run. A post already on disk is never replaced; its keys are recorded. Raises
-        OSError (or ValueError for a path that would leave the archive).
+        ``index`` holds the index line's ``title``, ``date``, ``url``, ``source`` and
+        ``categories``. Keys are recorded only once the file is on disk, so a failed write is
+        retried by the next run. A post already on disk is never replaced; its keys are
+        recorded. Raises OSError (or ValueError for a path that would leave the archive).
         """
-        relpath = post_relpath(title, published, key_digest(title_key))
+        relpath = post_relpath(index["title"], published, key_digest(title_key))
         written = write_atomically(resolve_inside(self.output_dir, relpath), data)
         self.state.remember(relpath, title_key, url_key)
         if written:
-            append_index(
-                self.output_dir,
-                index_entry(
-                    path=relpath,
-                    title=title,
-                    date=date,
-                    url=url,
-                    canonical_url=url_key,
-                    source=source,
-                    categories=categories,
-                    data=data,
-                ),
-            )
+            entry = index_entry(path=relpath, canonical_url=url_key, data=data, **index)
+            append_index(self.output_dir, entry)
         return StoredPost(relpath, written)
 
 

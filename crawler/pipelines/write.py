@@ -51,14 +51,16 @@ class WritePipeline:
         try:
             stored = self.archive.store_post(
                 data,
-                title=adapter["title"],
                 published=adapter["published"],
-                date=http_date(adapter["published"]),
                 title_key=adapter["title_key"],
                 url_key=adapter["url_key"],
-                url=adapter["url"],
-                source=adapter.get("source"),
-                categories=list(adapter["categories"]),
+                index={
+                    "title": adapter["title"],
+                    "date": http_date(adapter["published"]),
+                    "url": adapter["url"],
+                    "source": adapter.get("source"),
+                    "categories": list(adapter["categories"]),
+                },
             )
         except (OSError, ValueError) as error:
             self.stats.inc_value("write/failed")
