@@ -8,6 +8,7 @@ rules; what they do not give comes from the page's JSON-LD (``NewsArticle``/``Ar
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,53 +84,64 @@ def read_article(
 
 def page_metadata(page: Selector) -> Metadata:
     """JSON-LD first (the publisher's structured data), then OpenGraph, field by field."""
-    json_ld = next(_json_ld_articles(page), {})
+    nodes = list(_json_ld_nodes(page))
+    by_id = {node["@id"]: node for node in nodes if isinstance(node.get("@id"), str)}
+    article = next((node for node in nodes if _is_article(node)), {})
     og = {
         name: page.css(f'meta[property="{name}"]::attr(content)').get()
         for name in ("og:title", "article:published_time", "og:image")
     }
+    headline = _text(article.get("headline"))
     return Metadata(
-        title=_text(json_ld.get("headline")) or _text(og["og:title"]),
-        published=_text(json_ld.get("datePublished")) or _text(og["article:published_time"]),
-        image=_image(json_ld.get("image")) or _text(og["og:image"]),
+        # JSON-LD strings often carry HTML entities (WordPress writes &#8217;).
+        title=html.unescape(headline) if headline else _text(og["og:title"]),
+        published=_text(article.get("datePublished")) or _text(og["article:published_time"]),
+        image=_image(article.get("image"), by_id) or _text(og["og:image"]),
     )
 
 
-def _json_ld_articles(page: Selector) -> Iterator[dict[str, Any]]:
+def _json_ld_nodes(page: Selector) -> Iterator[dict[str, Any]]:
+    """Every object of the page's JSON-LD blocks, ``@graph`` members and nested lists too."""
     for script in page.css('script[type="application/ld+json"]::text').getall():
         try:
             data = json.loads(script)
         except (ValueError, RecursionError):
             continue  # a broken or hostile block: the page's other metadata still counts
-        yield from _articles(data, 0)
+        yield from _nodes(data, 0)
 
 
-def _articles(node: Any, depth: int) -> Iterator[dict[str, Any]]:
+def _nodes(node: Any, depth: int) -> Iterator[dict[str, Any]]:
     if depth > _MAX_DEPTH:
         return
     if isinstance(node, list):
         for child in node:
-            yield from _articles(child, depth + 1)
+            yield from _nodes(child, depth + 1)
     elif isinstance(node, dict):
-        kinds = node.get("@type")
-        kinds = kinds if isinstance(kinds, list) else [kinds]
-        if any(isinstance(kind, str) and kind in ARTICLE_TYPES for kind in kinds):
-            yield node
+        yield node
         if "@graph" in node:
-            yield from _articles(node["@graph"], depth + 1)
+            yield from _nodes(node["@graph"], depth + 1)
 
 
-def _image(value: Any, depth: int = 0) -> str | None:
-    """An image URL from JSON-LD: a string, an ImageObject, or a list of either."""
+def _is_article(node: dict[str, Any]) -> bool:
+    kinds = node.get("@type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return any(isinstance(kind, str) and kind in ARTICLE_TYPES for kind in kinds)
+
+
+def _image(value: Any, by_id: dict[str, dict[str, Any]], depth: int = 0) -> str | None:
+    """An image URL from JSON-LD: a string, an ImageObject (or a reference to one by
+    ``@id``, as Yoast writes it), or a list of these."""
     if depth > _MAX_DEPTH:
         return None
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, dict):
+        if set(value) == {"@id"} and value["@id"] in by_id:
+            return _image(by_id[value["@id"]], by_id, depth + 1)
         return _text(value.get("url")) or _text(value.get("contentUrl"))
     if isinstance(value, list):
         for item in value:
-            found = _image(item, depth + 1)
+            found = _image(item, by_id, depth + 1)
             if found:
                 return found
     return None

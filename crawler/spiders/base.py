@@ -145,6 +145,9 @@ class SiteSpider(HarvestSpider):
     default_author: ClassVar[str] = ""
     default_timezone: ClassVar[str] = "UTC"
     widget_selectors: ClassVar[tuple[str, ...]] = ()  # removed from bodies
+    # True: the spider's own arguments are sources-file keys (see pages.py), read from
+    # ``self.source``; False: each becomes an attribute (``self.pages``, default_<name>).
+    arguments_shape_the_source: ClassVar[bool] = False
     common_arguments: ClassVar[ArgumentSpec] = {
         "base_url": lambda value: _http_url(value).rstrip("/"),
         "categories": string_list,
@@ -167,9 +170,11 @@ class SiteSpider(HarvestSpider):
         arguments = self.check_arguments(**kwargs)
         self.source: Source = self.source_from(arguments)
         self.options = {k: v for k, v in arguments.items() if k not in self.common_arguments}
-        for name, convert in self.arguments.items():
-            if name not in self.common_arguments:
-                setattr(self, name, self.options.get(name, self.default_argument(name, convert)))
+        if not self.arguments_shape_the_source:
+            for name, convert in self.arguments.items():
+                if name not in self.common_arguments:
+                    default = self.default_argument(name, convert)
+                    setattr(self, name, self.options.get(name, default))
 
     @classmethod
     def default_argument(cls, name: str, convert: Callable[[Any], Any]) -> Any:

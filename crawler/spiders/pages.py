@@ -31,6 +31,7 @@ class PageSpider(SiteSpider):
     of its kind work as ``-a`` arguments (``-a title='h1.title'``, ``-a remove='.ad,.share'``)."""
 
     kind: ClassVar[str] = ""  # the sources-file key naming the source's start URL
+    arguments_shape_the_source = True
     arguments: ClassVar[ArgumentSpec] = {
         "title": _selector,
         "date": _selector,
