@@ -4,14 +4,16 @@ process itself matters, in a subprocess)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import frontmatter
 from pytest_httpserver import HTTPServer
@@ -26,6 +28,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CNBETA = FIXTURES / "cnbeta"
 CSRF_TOKEN = "Q3RfS2VfVG9rZW4-Mx8yU0BhVE0+aW4="
+K = TypeVar("K")
+T = TypeVar("T")
 
 # Turn politeness delays off: the server is ours and on loopback.
 FAST = (
@@ -51,6 +55,9 @@ class CrawlResult:
     output_dir: Path
     stats: dict[str, Any] = field(default_factory=dict)
     crawler: Crawler | None = None
+    # Paths (with query) the fixture server was asked for during this crawl, in order
+    # (in-process crawls given ``server=``).
+    requested: list[str] = field(default_factory=list)
 
     def posts(self) -> dict[str, frontmatter.Post]:
         """Every post file of the archive, by path relative to it."""
@@ -100,18 +107,30 @@ def captured_log() -> Iterator[list[str]]:
 
 
 async def crawl_in_process(
-    spider: str | type[Spider], output_dir: Path, settings: dict[str, Any] | None = None,
+    spider: str | type[Spider],
+    output_dir: Path,
+    settings: dict[str, Any] | None = None,
+    *,
+    server: HTTPServer | None = None,
     **spider_arguments: Any,
 ) -> CrawlResult:
     """A real crawl in this process (await it in a ``pytest_twisted.ensureDeferred`` test or
-    an ``async_fixture``): ``get_crawler`` + ``crawl``, stats read from the crawler."""
+    an ``async_fixture``): ``get_crawler`` + ``crawl``, stats read from the crawler.
+
+    With ``server``, the result's ``requested`` lists what this crawl asked that server for
+    (a server shared by several crawls needs no ``clear_log()``).
+    """
     runner = CrawlerRunner(crawl_settings(output_dir, **(settings or {})))
     crawler = runner.create_crawler(spider)
+    already = len(server.log) if server is not None else 0
     with captured_log() as lines:
         await crawler.crawl(**spider_arguments)
     stats = crawler.stats.get_stats()
     failed = stats.get("finish_reason") != "finished"
-    return CrawlResult(int(failed), "\n".join(lines), output_dir, stats, crawler)
+    result = CrawlResult(int(failed), "\n".join(lines), output_dir, stats, crawler)
+    if server is not None:
+        result.requested = _paths(server.log[already:])
+    return result
 
 
 def run_scrapy(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
@@ -133,10 +152,34 @@ def crawl(spider: str, output_dir: Path, *args: str) -> CrawlResult:
 
 def requested_paths(server: HTTPServer) -> list[str]:
     """Paths (with query) the server was asked for, in order."""
+    return _paths(server.log)
+
+
+def _paths(log: list[tuple[Request, Response]]) -> list[str]:
     return [
         request.full_path.rstrip("?") if request.query_string else request.path
-        for request, _response in server.log
+        for request, _response in log
     ]
+
+
+@contextmanager
+def fixture_server(*serve: Callable[[HTTPServer], None]) -> Iterator[HTTPServer]:
+    """A fixture server of its own (for a module-scoped fixture: the ``httpserver`` fixture is
+    cleared after every test), serving what each of ``serve`` sets up."""
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    try:
+        for setup in serve:
+            setup(server)
+        yield server
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
+def base_url_of(server: HTTPServer) -> str:
+    return server.url_for("").rstrip("/")
 
 
 # --- the cnBeta fixture site ---------------------------------------------------------------
@@ -256,13 +299,30 @@ def run_harvest(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedPro
 
 
 def source_table(name: str, **keys: object) -> str:
-    """One [[source]] table; list values become TOML arrays."""
+    """One [[source]] table; lists become TOML arrays, dicts inline tables."""
     lines = ["[[source]]", f'name = "{name}"']
-    for key, value in keys.items():
-        if isinstance(value, list):
-            lines.append(f"{key} = [" + ", ".join(f'"{v}"' for v in value) + "]")
-        elif isinstance(value, bool):
-            lines.append(f"{key} = {str(value).lower()}")
-        else:
-            lines.append(f'{key} = "{value}"')
+    lines += [f"{key} = {_toml(value)}" for key, value in keys.items()]
     return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return f'"{value}"'
+
+
+def run_concurrently(jobs: dict[K, Callable[[], T]]) -> dict[K, T]:
+    """Run independent jobs (subprocesses) side by side; their results by key.
+
+    The machine's cores share the start-up of the Python processes: quick-failing harvests
+    and crawls, each mostly import time, finish in a fraction of their sequential time.
+    """
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}

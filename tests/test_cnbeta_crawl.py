@@ -1,13 +1,25 @@
-"""Real crawls of the cnBeta fixture site: ``scrapy crawl cnbeta -a base_url=...``."""
+"""Real crawls of the cnBeta fixture site, in-process (``-a base_url=...``); the usage errors
+of ``scrapy crawl cnbeta`` in a subprocess."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_twisted
 from pytest_httpserver import HTTPServer
-from support import CrawlResult, crawl, requested_paths
+from support import (
+    CrawlResult,
+    base_url_of,
+    crawl,
+    crawl_in_process,
+    fixture_server,
+    serve_cnbeta,
+)
 
 CATEGORIES = ["新媒体", "cnBeta", "最新"]
 # title -> (GMT date, lead image) of every article the fixture site lists and serves.
@@ -37,15 +49,32 @@ EXPECTED = {
 }
 
 
-def crawl_site(base_url: str, output: Path, *args: str) -> CrawlResult:
-    return crawl("cnbeta", output, "-a", f"base_url={base_url}", "-a", "pages=3", *args)
+async def crawl_site(
+    site: HTTPServer, output: Path, settings: dict[str, Any] | None = None, **arguments: Any
+) -> CrawlResult:
+    arguments = {"base_url": base_url_of(site), "pages": 3, **arguments}
+    return await crawl_in_process("cnbeta", output, settings, server=site, **arguments)
 
 
-@pytest.fixture
-def first_run(cnbeta_site: HTTPServer, base_url: str, tmp_path: Path) -> CrawlResult:
-    result = crawl_site(base_url, tmp_path / "archive")
+@pytest.fixture(scope="module")
+def site() -> Iterator[HTTPServer]:
+    """One fixture site for the module; each crawl reads its own requests off ``requested``."""
+    with fixture_server(serve_cnbeta) as server:
+        yield server
+
+
+@pytest_twisted.async_fixture(scope="module")
+async def first_run(site: HTTPServer, tmp_path_factory: pytest.TempPathFactory) -> CrawlResult:
+    """One crawl of the whole fixture site, read by every test that only looks at its results
+    (tests that crawl again do it in a copy of its archive)."""
+    result = await crawl_site(site, tmp_path_factory.mktemp("first") / "archive")
     assert result.returncode == 0, result.log
     return result
+
+
+def copy_of(run: CrawlResult, tmp_path: Path) -> Path:
+    """The archive of ``run`` copied, state included, for a test that crawls it again."""
+    return Path(shutil.copytree(run.output_dir, tmp_path / "archive"))
 
 
 def test_one_correct_post_per_listed_article(first_run: CrawlResult) -> None:
@@ -118,8 +147,8 @@ def test_bad_input_is_logged_and_counted_without_traceback(first_run: CrawlResul
     log = first_run.log
     assert "Traceback" not in log
     assert "ERROR" not in log
-    assert first_run.stat("cnbeta/article_http_error") == 2  # the 404 and the 500
-    assert first_run.stat("cnbeta/list_page_invalid_json") == 1
+    assert first_run.stat("source/cnbeta/article_http_error") == 2  # the 404 and the 500
+    assert first_run.stat("source/cnbeta/list_page_invalid_json") == 1
     assert first_run.stat("normalize/dropped/missing_date") == 1
     assert first_run.stat("write/written") == len(EXPECTED)
     assert log.count("answered HTTP 404") == 1
@@ -128,10 +157,8 @@ def test_bad_input_is_logged_and_counted_without_traceback(first_run: CrawlResul
     assert log.count("Dropped: article without a publication time") == 1
 
 
-def test_only_the_main_list_is_followed_and_no_page_twice(
-    first_run: CrawlResult, cnbeta_site: HTTPServer
-) -> None:
-    paths = requested_paths(cnbeta_site)
+def test_only_the_main_list_is_followed_and_no_page_twice(first_run: CrawlResult) -> None:
+    paths = first_run.requested
     articles = Counter(path for path in paths if path.startswith("/articles/"))
     assert "/articles/tech/1100001.htm" not in articles  # sidebar
     assert "/articles/tech/1100002.htm" not in articles  # related list
@@ -142,29 +169,29 @@ def test_only_the_main_list_is_followed_and_no_page_twice(
     assert not any("page=4" in path for path in paths)  # pages=3
 
 
-def test_second_run_writes_nothing_and_fetches_no_article(
-    first_run: CrawlResult, cnbeta_site: HTTPServer, base_url: str
+@pytest_twisted.ensureDeferred
+async def test_second_run_writes_nothing_and_fetches_no_article(
+    first_run: CrawlResult, site: HTTPServer, tmp_path: Path
 ) -> None:
     before = {p: (first_run.output_dir / p).read_bytes() for p in first_run.posts()}
-    cnbeta_site.clear_log()
-    second = crawl_site(base_url, first_run.output_dir)
+    second = await crawl_site(site, copy_of(first_run, tmp_path))
     assert second.returncode == 0, second.log
     assert second.stat("write/written") is None
-    after = {p: (first_run.output_dir / p).read_bytes() for p in second.posts()}
+    after = {p: (second.output_dir / p).read_bytes() for p in second.posts()}
     assert after == before
-    assert [p for p in requested_paths(cnbeta_site) if p.startswith("/articles/")] == []
-    assert second.stat("cnbeta/article_skipped_archived") == len(EXPECTED)
+    assert [p for p in second.requested if p.startswith("/articles/")] == []
+    assert second.stat("source/cnbeta/article_skipped_archived") == len(EXPECTED)
     # The 404, the 500 and the dateless page wait before they are asked for again.
-    assert second.stat("cnbeta/article_skipped_failed_recently") == 3
+    assert second.stat("source/cnbeta/article_skipped_failed_recently") == 3
 
 
-def test_failed_articles_are_retried_once_their_wait_is_over(
-    first_run: CrawlResult, cnbeta_site: HTTPServer, base_url: str
+@pytest_twisted.ensureDeferred
+async def test_failed_articles_are_retried_once_their_wait_is_over(
+    first_run: CrawlResult, site: HTTPServer, tmp_path: Path
 ) -> None:
-    cnbeta_site.clear_log()
-    again = crawl_site(base_url, first_run.output_dir, "-s", "FAILED_ARTICLE_RETRY_AFTER=0")
+    again = await crawl_site(site, copy_of(first_run, tmp_path), {"FAILED_ARTICLE_RETRY_AFTER": 0})
     assert again.returncode == 0, again.log
-    fetched = {p for p in requested_paths(cnbeta_site) if p.startswith("/articles/")}
+    fetched = {p for p in again.requested if p.startswith("/articles/")}
     assert fetched == {
         "/articles/tech/1153347.htm",
         "/articles/tech/1153348.htm",
@@ -173,8 +200,9 @@ def test_failed_articles_are_retried_once_their_wait_is_over(
     assert again.stat("write/written") is None
 
 
-def test_a_story_archived_by_title_and_day_is_not_fetched(
-    cnbeta_site: HTTPServer, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_a_story_archived_by_title_and_day_is_not_fetched(
+    site: HTTPServer, tmp_path: Path
 ) -> None:
     from datetime import UTC, datetime
 
@@ -187,39 +215,29 @@ def test_a_story_archived_by_title_and_day_is_not_fetched(
         "2021/07/elsewhere.md", title_key("国产操作系统统信UOS发布新版本", published), None
     )
     state.close()
-    result = crawl_site(base_url, tmp_path / "a")
+    result = await crawl_site(site, tmp_path / "a")
     assert result.returncode == 0, result.log
-    assert "/articles/tech/1153344.htm" not in requested_paths(cnbeta_site)
+    assert "/articles/tech/1153344.htm" not in result.requested
+    assert result.stat("source/cnbeta/article_skipped_archived") == 1
     assert len(result.posts()) == len(EXPECTED) - 1
 
 
-def test_list_stops_at_an_empty_page(
-    cnbeta_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl("cnbeta", tmp_path / "a", "-a", f"base_url={base_url}", "-a", "pages=6")
+@pytest_twisted.ensureDeferred
+async def test_list_stops_at_an_empty_page(site: HTTPServer, tmp_path: Path) -> None:
+    result = await crawl_site(site, tmp_path / "a", pages=6)
     assert result.returncode == 0, result.log
-    list_pages = [p for p in requested_paths(cnbeta_site) if p.startswith("/home/more")]
+    list_pages = [p for p in result.requested if p.startswith("/home/more")]
     assert [p.split("page=")[1].split("&")[0] for p in list_pages] == ["1", "2", "3", "4"]
     assert len(result.posts()) == len(EXPECTED)
 
 
-def test_pages_zero_reads_the_home_page_only(
-    cnbeta_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl(
-        "cnbeta",
-        tmp_path / "a",
-        "-a",
-        f"base_url={base_url}",
-        "-a",
-        "pages=0",
-        "-a",
-        "categories=科技,cnBeta",
-        "-a",
-        "author=cnBeta中文业界资讯站",
-    )
+@pytest_twisted.ensureDeferred
+async def test_pages_zero_reads_the_home_page_only(site: HTTPServer, tmp_path: Path) -> None:
+    result = await crawl_site(
+        site, tmp_path / "a", pages="0", categories="科技,cnBeta", author="cnBeta中文业界资讯站"
+    )  # as -a passes them: strings
     assert result.returncode == 0, result.log
-    assert not any(p.startswith("/home/more") for p in requested_paths(cnbeta_site))
+    assert not any(p.startswith("/home/more") for p in result.requested)
     posts = {post["title"]: post for post in result.posts().values()}
     # The home page lists four cnBeta articles; one of them has no date on its page.
     assert set(posts) == {
@@ -233,10 +251,11 @@ def test_pages_zero_reads_the_home_page_only(
     assert ali["author"] == "cnBeta中文业界资讯站"
 
 
-def test_a_fresh_output_dir_starts_clean(
-    first_run: CrawlResult, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_a_fresh_output_dir_starts_clean(
+    first_run: CrawlResult, site: HTTPServer, tmp_path: Path
 ) -> None:
-    other = crawl_site(base_url, tmp_path / "another-archive")
+    other = await crawl_site(site, tmp_path / "another-archive")
     assert other.returncode == 0, other.log
     assert len(other.posts()) == len(EXPECTED)
     assert (tmp_path / "another-archive" / ".state.sqlite3").is_file()
@@ -249,20 +268,22 @@ def test_bad_spider_arguments_are_one_usage_error(argument: str, tmp_path: Path)
     result = crawl("cnbeta", tmp_path / "a", "-a", argument)
     assert result.returncode == 2
     assert "Traceback" not in result.log
-    assert f"cnbeta: -a {argument.split('=')[0]} must be" in result.log
+    assert f"cnbeta: -a {argument.split('=')[0]}: must be" in result.log
     assert not (tmp_path / "a").exists()
 
 
-def test_unreachable_site_is_one_line(tmp_path: Path) -> None:
+@pytest_twisted.ensureDeferred
+async def test_unreachable_site_is_one_line(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = crawl("cnbeta", tmp_path / "a", "-a", f"base_url=http://127.0.0.1:{port}")
+    result = await crawl_in_process("cnbeta", tmp_path / "a", base_url=f"http://127.0.0.1:{port}")
     assert result.returncode == 0
     assert "Traceback" not in result.log and "ERROR" not in result.log
-    assert result.stat("cnbeta/home_fetch_failed") == 1
+    assert result.stat("source/cnbeta/home_fetch_failed") == 1
+    assert result.stat("source/cnbeta/failed") == 1
     assert result.log.count("could not be fetched") == 1
     assert result.posts() == {}
 

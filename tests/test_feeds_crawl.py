@@ -1,44 +1,71 @@
-"""Real crawls of feed fixtures: ``scrapy crawl feeds``."""
+"""Real crawls of feed fixtures, in-process (the spider arguments of ``scrapy crawl feeds``);
+its usage errors in a subprocess."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_twisted
 from pytest_httpserver import HTTPServer
 from support import (
     ETAG,
     LAST_MODIFIED,
     CrawlResult,
+    base_url_of,
     crawl,
-    requested_paths,
+    crawl_in_process,
+    fixture_server,
     serve_cnbeta,
+    serve_feeds,
     write_sources,
 )
 
-CATEGORIES = "科技,测试,最新"
+CATEGORIES = "科技,测试,最新"  # as -a passes it
 
 
-def crawl_feed(base_url: str, path: str, output: Path, *args: str) -> CrawlResult:
-    result = crawl(
-        "feeds", output, "-a", f"url={base_url}{path}", "-a", f"categories={CATEGORIES}",
-        "-a", "author=测试", *args,
+async def crawl_feed(
+    site: HTTPServer,
+    path: str,
+    output: Path,
+    settings: dict[str, Any] | None = None,
+    **arguments: Any,
+) -> CrawlResult:
+    result = await crawl_in_process(
+        "feeds", output, settings, server=site, url=f"{base_url_of(site)}{path}",
+        categories=CATEGORIES, author="测试", **arguments,
     )  # fmt: skip
     assert "Traceback" not in result.log
     return result
+
+
+async def crawl_sources(site: HTTPServer, sources: Path, output: Path, **arguments: Any):
+    return await crawl_in_process("feeds", output, server=site, sources=str(sources), **arguments)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[HTTPServer]:
+    with fixture_server(serve_feeds) as server:
+        yield server
+
+
+@pytest_twisted.async_fixture(scope="module")
+async def ithome(site: HTTPServer, tmp_path_factory: pytest.TempPathFactory) -> CrawlResult:
+    """The RSS 2.0 fixture read once, in its site's time zone (a second run copies it)."""
+    output = tmp_path_factory.mktemp("ithome") / "a"
+    return await crawl_feed(site, "/feeds/ithome.xml", output, timezone="Asia/Shanghai")
 
 
 def by_title(result: CrawlResult) -> dict:
     return {post["title"]: post for post in result.posts().values()}
 
 
-def test_rss2_with_cdata_content_encoded_and_odd_dates(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl_feed(
-        base_url, "/feeds/ithome.xml", tmp_path / "a", "-a", "timezone=Asia/Shanghai"
-    )
+def test_rss2_with_cdata_content_encoded_and_odd_dates(ithome: CrawlResult) -> None:
+    result = ithome
     assert result.returncode == 0, result.log
     posts = by_title(result)
     assert set(posts) == {
@@ -67,10 +94,9 @@ def test_rss2_with_cdata_content_encoded_and_odd_dates(
     assert "2099" not in posts["来自未来的文章"]["date"]
 
 
-def test_atom_with_xml_base_and_html_titles(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl_feed(base_url, "/feeds/atom.xml", tmp_path / "a")
+@pytest_twisted.ensureDeferred
+async def test_atom_with_xml_base_and_html_titles(site: HTTPServer, tmp_path: Path) -> None:
+    result = await crawl_feed(site, "/feeds/atom.xml", tmp_path / "a")
     posts = by_title(result)
     assert set(posts) == {"Rust async & you", "Plain title with <angle> brackets"}
     rust = posts["Rust async & you"]
@@ -82,8 +108,9 @@ def test_atom_with_xml_base_and_html_titles(
     assert 'href="https://blog.example.org/about.html"' in plain.content
 
 
-def test_rss1_rdf(feed_site: HTTPServer, base_url: str, tmp_path: Path) -> None:
-    posts = by_title(crawl_feed(base_url, "/feeds/rss1.rdf", tmp_path / "a"))
+@pytest_twisted.ensureDeferred
+async def test_rss1_rdf(site: HTTPServer, tmp_path: Path) -> None:
+    posts = by_title(await crawl_feed(site, "/feeds/rss1.rdf", tmp_path / "a"))
     assert posts["Linux Kernel 5.13 Released"]["date"] == "Sat, 17 Jul 2021 12:00:00 GMT"
 
 
@@ -95,17 +122,17 @@ def test_rss1_rdf(feed_site: HTTPServer, base_url: str, tmp_path: Path) -> None:
         ("/feeds/habr.xml", "Выпуск ядра Linux 5.13"),  # windows-1251
     ],
 )
-def test_legacy_encodings(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path, path: str, title: str
-) -> None:
-    result = crawl_feed(base_url, path, tmp_path / "a")
+@pytest_twisted.ensureDeferred
+async def test_legacy_encodings(site: HTTPServer, tmp_path: Path, path: str, title: str) -> None:
+    result = await crawl_feed(site, path, tmp_path / "a")
     (post,) = result.posts().values()
     assert post["title"] == title
     assert result.stat("feeds/bozo") is None
 
 
-def test_lead_image_from_feed_media(feed_site: HTTPServer, base_url: str, tmp_path: Path) -> None:
-    verge = by_title(crawl_feed(base_url, "/feeds/verge.xml", tmp_path / "a"))
+@pytest_twisted.ensureDeferred
+async def test_lead_image_from_feed_media(site: HTTPServer, tmp_path: Path) -> None:
+    verge = by_title(await crawl_feed(site, "/feeds/verge.xml", tmp_path / "a"))
     # media:thumbnail wins over the body's first image
     steam = verge["Valve announces the Steam Deck"]
     assert steam["headimg"] == "https://cdn.vox-cdn.com/thumbor/steam-deck-thumb.jpg"
@@ -113,17 +140,16 @@ def test_lead_image_from_feed_media(feed_site: HTTPServer, base_url: str, tmp_pa
     # media:content: the image, not the video
     flight = verge["Microsoft Flight Simulator comes to Xbox"]
     assert flight["headimg"] == "https://cdn.vox-cdn.com/uploads/flight-sim.jpg"
-    sspai = by_title(crawl_feed(base_url, "/feeds/sspai.xml", tmp_path / "b"))
+    sspai = by_title(await crawl_feed(site, "/feeds/sspai.xml", tmp_path / "b"))
     assert sspai["派早报：Steam Deck 掌机发布"]["headimg"] == (
         "https://cdn.sspai.com/2021/07/16/steam-deck.png"
     )
     assert sspai["播客：本周科技新闻"]["headimg"].startswith("https://picsum.photos/")
 
 
-def test_truncated_feed_keeps_what_was_recovered(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl_feed(base_url, "/feeds/truncated.xml", tmp_path / "a")
+@pytest_twisted.ensureDeferred
+async def test_truncated_feed_keeps_what_was_recovered(site: HTTPServer, tmp_path: Path) -> None:
+    result = await crawl_feed(site, "/feeds/truncated.xml", tmp_path / "a")
     assert set(by_title(result)) == {
         "Valve announces the Steam Deck",
         "Microsoft Flight Simulator comes to Xbox",
@@ -135,10 +161,9 @@ def test_truncated_feed_keeps_what_was_recovered(
     assert 'href="https://www.theverge.com/2021/7/14/flight-sim"' in flight.content
 
 
-def test_shared_and_home_page_links_get_no_url_key(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl_feed(base_url, "/feeds/solidot.xml", tmp_path / "a")
+@pytest_twisted.ensureDeferred
+async def test_shared_and_home_page_links_get_no_url_key(site: HTTPServer, tmp_path: Path) -> None:
+    result = await crawl_feed(site, "/feeds/solidot.xml", tmp_path / "a")
     assert len(result.posts()) == 4  # no entry is taken for a duplicate of another
     # neither the entry nor the feed has a date: the fetch time, counted
     assert result.stat("feeds/entry_without_date") == 1
@@ -151,18 +176,19 @@ def test_shared_and_home_page_links_get_no_url_key(
     ("path", "reason"),
     [("/feeds/html", "not a feed"), ("/feeds/missing.xml", "HTTP 404")],
 )
-def test_a_broken_source_is_one_line_and_the_others_go_on(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path, path: str, reason: str
+@pytest_twisted.ensureDeferred
+async def test_a_broken_source_is_one_line_and_the_others_go_on(
+    site: HTTPServer, tmp_path: Path, path: str, reason: str
 ) -> None:
     sources = write_sources(
         tmp_path / "sources.toml",
-        feed_site,
+        site,
         '[[source]]\nname = "broken"\nurl = "{base}' + path + '"\ncategories = ["a", "b", "c"]\n'
         'author = "Broken"\n',
         '[[source]]\nname = "rdf"\nurl = "{base}/feeds/rss1.rdf"\ncategories = ["a", "b", "c"]\n'
         'author = "RDF"\n',
     )
-    result = crawl("feeds", tmp_path / "a", "-a", f"sources={sources}")
+    result = await crawl_sources(site, sources, tmp_path / "a")
     assert result.returncode == 0
     assert "Traceback" not in result.log and "ERROR" not in result.log
     assert result.log.count("source broken failed: ") == 1
@@ -173,15 +199,16 @@ def test_a_broken_source_is_one_line_and_the_others_go_on(
     assert len(result.posts()) == 1
 
 
-def test_second_run_sends_validators_and_a_304_writes_nothing(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_second_run_sends_validators_and_a_304_writes_nothing(
+    site: HTTPServer, tmp_path: Path
 ) -> None:
-    first = crawl_feed(base_url, "/feeds/conditional.xml", tmp_path / "a")
+    first = await crawl_feed(site, "/feeds/conditional.xml", tmp_path / "a")
     assert len(first.posts()) == 2
-    feed_site.clear_log()
-    second = crawl_feed(base_url, "/feeds/conditional.xml", tmp_path / "a")
+    already = len(site.log)
+    second = await crawl_feed(site, "/feeds/conditional.xml", tmp_path / "a")
     (request, response) = next(
-        (req, resp) for req, resp in feed_site.log if req.path == "/feeds/conditional.xml"
+        (req, resp) for req, resp in site.log[already:] if req.path == "/feeds/conditional.xml"
     )
     assert request.headers.get("If-None-Match") == ETAG
     assert request.headers.get("If-Modified-Since") == LAST_MODIFIED
@@ -191,52 +218,56 @@ def test_second_run_sends_validators_and_a_304_writes_nothing(
     assert len(second.posts()) == 2
 
 
-def test_validators_are_not_kept_when_a_post_could_not_be_written(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_validators_are_not_kept_when_a_post_could_not_be_written(
+    site: HTTPServer, tmp_path: Path
 ) -> None:
     output = tmp_path / "a"
     output.mkdir()
     (output / "2021").write_text("a file where the year folder should be")
-    first = crawl_feed(base_url, "/feeds/conditional.xml", output)
+    first = await crawl_feed(site, "/feeds/conditional.xml", output)
     assert first.stat("write/failed") == 2
     with sqlite3.connect(output / ".state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM feed_validators").fetchone() == (0,)
     (output / "2021").unlink()
-    feed_site.clear_log()
-    second = crawl_feed(base_url, "/feeds/conditional.xml", output)
+    second = await crawl_feed(site, "/feeds/conditional.xml", output)
+    assert second.requested.count("/feeds/conditional.xml") == 1
     assert second.stat("write/written") == 2  # nothing was skipped by a 304
 
 
-def test_second_run_of_a_feed_writes_nothing(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_second_run_of_a_feed_writes_nothing(
+    ithome: CrawlResult, site: HTTPServer, tmp_path: Path
 ) -> None:
-    first = crawl_feed(base_url, "/feeds/ithome.xml", tmp_path / "a")
-    before = {path: post.content for path, post in first.posts().items()}
-    second = crawl_feed(base_url, "/feeds/ithome.xml", tmp_path / "a")
+    before = {path: post.content for path, post in ithome.posts().items()}
+    output = Path(shutil.copytree(ithome.output_dir, tmp_path / "a"))
+    second = await crawl_feed(site, "/feeds/ithome.xml", output, timezone="Asia/Shanghai")
+    assert second.stat("feeds/not_modified") is None  # no validators: the feed was read again
     assert second.stat("write/written") is None
     assert {path: post.content for path, post in second.posts().items()} == before
 
 
-def test_max_age_days_skips_the_backlog(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
-) -> None:
-    result = crawl_feed(base_url, "/feeds/ithome.xml", tmp_path / "a", "-s", "MAX_AGE_DAYS=30")
+@pytest_twisted.ensureDeferred
+async def test_max_age_days_skips_the_backlog(site: HTTPServer, tmp_path: Path) -> None:
+    result = await crawl_feed(site, "/feeds/ithome.xml", tmp_path / "a", {"MAX_AGE_DAYS": 30})
     # every dated entry is years old (the dateless one takes the feed's); the future one
     # takes the fetch time
     assert set(by_title(result)) == {"来自未来的文章"}
     assert result.stat("feeds/entry_too_old") == 4
 
 
-def test_full_text_follows_new_entries_and_falls_back_to_the_feed(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_full_text_follows_new_entries_and_falls_back_to_the_feed(
+    site: HTTPServer, tmp_path: Path
 ) -> None:
+    base_url = base_url_of(site)
     sources = write_sources(
         tmp_path / "sources.toml",
-        feed_site,
+        site,
         '[[source]]\nname = "links"\nurl = "{base}/feeds/fulltext.xml"\n'
         'categories = ["Tech", "Links", "Hottest"]\nauthor = "Links"\nfull_text = true\n',
     )
-    result = crawl("feeds", tmp_path / "a", "-a", f"sources={sources}")
+    result = await crawl_sources(site, sources, tmp_path / "a")
     posts = by_title(result)
     sqlite = posts["Why SQLite uses B-trees"].content
     assert "SQLite stores every table and every index as a B-tree" in sqlite
@@ -245,20 +276,21 @@ def test_full_text_follows_new_entries_and_falls_back_to_the_feed(
     assert "The teaser is all we have." in posts["A page that is gone"].content
     assert result.stat("feeds/full_text_extracted") == 1
     assert result.stat("feeds/full_text_fallback") == 1
-    feed_site.clear_log()
-    again = crawl("feeds", tmp_path / "a", "-a", f"sources={sources}")
+    assert "/articles/sqlite-btrees.html" in result.requested
+    again = await crawl_sources(site, sources, tmp_path / "a")
     assert again.stat("write/written") is None
-    assert not any(p.startswith("/articles/") for p in requested_paths(feed_site))
+    assert not any(p.startswith("/articles/") for p in again.requested)
 
 
-def test_a_story_from_cnbeta_and_a_feed_is_archived_once(
-    feed_site: HTTPServer, base_url: str, tmp_path: Path
+@pytest_twisted.ensureDeferred
+async def test_a_story_from_cnbeta_and_a_feed_is_archived_once(
+    feed_site: HTTPServer, tmp_path: Path
 ) -> None:
     serve_cnbeta(feed_site)
     output = tmp_path / "a"
-    cnbeta = crawl("cnbeta", output, "-a", f"base_url={base_url}", "-a", "pages=3")
+    cnbeta = await crawl_in_process("cnbeta", output, base_url=base_url_of(feed_site), pages=3)
     assert cnbeta.stat("write/written") == 7
-    feed = crawl_feed(base_url, "/feeds/syndication.xml", output)
+    feed = await crawl_feed(feed_site, "/feeds/syndication.xml", output)
     assert feed.stat("write/written") == 1
     assert feed.stat("dedup/duplicate/archived_title") == 1  # same title, same UTC day
     assert feed.stat("dedup/duplicate/archived_url") == 1  # re-titled, same canonical URL
@@ -281,7 +313,8 @@ def test_sources_file_mistake_is_exit_2_before_any_request(
     assert feed_site.log == []
 
 
-def test_only_picks_sources_and_rejects_unknown_names(
+@pytest_twisted.ensureDeferred
+async def test_only_picks_sources_and_rejects_unknown_names(
     feed_site: HTTPServer, tmp_path: Path
 ) -> None:
     tables = [
@@ -290,8 +323,8 @@ def test_only_picks_sources_and_rejects_unknown_names(
         for name, path in (("rdf", "rss1.rdf"), ("atom", "atom.xml"))
     ]
     sources = write_sources(tmp_path / "s.toml", feed_site, *tables)
-    result = crawl("feeds", tmp_path / "a", "-a", f"sources={sources}", "-a", "only=atom")
-    assert [p for p in requested_paths(feed_site) if p.startswith("/feeds/")] == ["/feeds/atom.xml"]
+    result = await crawl_sources(feed_site, sources, tmp_path / "a", only="atom")
+    assert [p for p in result.requested if p.startswith("/feeds/")] == ["/feeds/atom.xml"]
     assert len(result.posts()) == 2
     bad = crawl("feeds", tmp_path / "b", "-a", f"sources={sources}", "-a", "only=nope")
     assert bad.returncode == 2 and "no source named 'nope'" in bad.log

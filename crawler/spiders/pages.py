@@ -65,7 +65,9 @@ class PageSpider(SiteSpider):
     def source_from(cls, arguments: dict[str, Any]) -> Any:
         try:
             return super().source_from(arguments)
-        except ValueError as error:
+        except ArgumentError:
+            raise
+        except ValueError as error:  # from source_table: the start URL is missing
             raise ArgumentError(f"{cls.name}: {error}") from None
 
     @property
