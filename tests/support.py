@@ -1,5 +1,6 @@
 """Test helpers: fixture sites on a real HTTP server, real crawls in-process (and, where the
-process itself matters, in a subprocess)."""
+process itself matters, in a subprocess, started in the background as soon as the tests are
+collected: see :func:`background_job`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import frontmatter
+import pytest
 from pytest_httpserver import HTTPServer
 from scrapy import Spider
 from scrapy.crawler import Crawler, CrawlerRunner
@@ -58,6 +61,7 @@ class CrawlResult:
     # Paths (with query) the fixture server was asked for during this crawl, in order
     # (in-process crawls given ``server=``).
     requested: list[str] = field(default_factory=list)
+    process: subprocess.CompletedProcess[str] | None = None  # a crawl in a subprocess
 
     def posts(self) -> dict[str, frontmatter.Post]:
         """Every post file of the archive, by path relative to it."""
@@ -87,12 +91,16 @@ def crawl_settings(output_dir: Path, **overrides: Any) -> Settings:
 
 @contextmanager
 def captured_log() -> Iterator[list[str]]:
-    """Every log line (INFO and up) written while the block runs, formatted as Scrapy does."""
+    """Every log line (INFO and up) this thread writes while the block runs, formatted as
+    Scrapy does. Other threads' lines (fixture servers' access logs, background jobs) are not
+    the crawl's."""
     lines: list[str] = []
+    thread = threading.get_ident()
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            lines.append(f"[{record.name}] {record.levelname}: {self.format(record)}")
+            if record.thread == thread:
+                lines.append(f"[{record.name}] {record.levelname}: {self.format(record)}")
 
     handler = Collect(level=logging.INFO)
     root = logging.getLogger()
@@ -147,7 +155,7 @@ def run_scrapy(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProc
 def crawl(spider: str, output_dir: Path, *args: str) -> CrawlResult:
     """``scrapy crawl SPIDER`` as a user runs it, into ``output_dir``."""
     done = run_scrapy("crawl", spider, *FAST, "-s", f"OUTPUT_DIR={output_dir}", *args)
-    return CrawlResult(done.returncode, done.stdout + done.stderr, output_dir)
+    return CrawlResult(done.returncode, done.stdout + done.stderr, output_dir, process=done)
 
 
 def requested_paths(server: HTTPServer) -> list[str]:
@@ -162,11 +170,19 @@ def _paths(log: list[tuple[Request, Response]]) -> list[str]:
     ]
 
 
+class QuickStopServer(HTTPServer):
+    """Stops at once: its thread looks for a stop every 20 ms instead of every 0.5 s."""
+
+    def thread_target(self) -> None:
+        assert self.server is not None
+        self.server.serve_forever(poll_interval=0.02)
+
+
 @contextmanager
 def fixture_server(*serve: Callable[[HTTPServer], None]) -> Iterator[HTTPServer]:
     """A fixture server of its own (for a module-scoped fixture: the ``httpserver`` fixture is
     cleared after every test), serving what each of ``serve`` sets up."""
-    server = HTTPServer(host="127.0.0.1", port=0)
+    server = QuickStopServer(host="127.0.0.1", port=0)
     server.start()
     try:
         for setup in serve:
@@ -326,3 +342,80 @@ def run_concurrently(jobs: dict[K, Callable[[], T]]) -> dict[K, T]:
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = {key: pool.submit(job) for key, job in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
+
+
+def usage_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The message of a ``scrapy crawl`` usage error: exit status 2, no traceback, and one
+    ``...: error: MESSAGE`` line (after Scrapy's start-up log and its usage synopsis)."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "error:" in line]
+    return line.split("error: ", 1)[1]
+
+
+# --- subprocesses in the background ---------------------------------------------------------
+
+
+class BackgroundJobs:
+    """Jobs (subprocess runs and their checks) that start when the session does, on two worker
+    threads, and run while the in-process tests keep the other core busy; a test waits for the
+    result of the job it needs (the job's fixture)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[tuple[str, str], Callable[[Path], Any]] = {}
+        self._futures: dict[tuple[str, str], Future[Any]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._tmp: pytest.TempPathFactory | None = None
+
+    def register(self, module: str, name: str, job: Callable[[Path], Any]) -> None:
+        self._jobs[module, name] = job
+
+    def is_job(self, module: str, name: str) -> bool:
+        return (module, name) in self._jobs
+
+    def start(self, needed: Collection[tuple[str, str]], tmp: pytest.TempPathFactory) -> None:
+        """Start every registered job a selected test needs (``(module, fixture name)``), in
+        the order they were registered: the order the tests ask for them."""
+        self._tmp = tmp
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="background-job")
+        for key in self._jobs:
+            if key in needed:
+                self._submit(key)
+
+    def _submit(self, key: tuple[str, str]) -> Future[Any]:
+        assert self._pool is not None and self._tmp is not None, "start() was not called"
+        folder = self._tmp.mktemp(key[1])  # here, in the main thread: mktemp is not thread-safe
+        future = self._futures[key] = self._pool.submit(self._jobs[key], folder)
+        return future
+
+    def result(self, module: str, name: str) -> Any:
+        future = self._futures.get((module, name)) or self._submit((module, name))
+        return future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._futures.clear()
+
+
+BACKGROUND = BackgroundJobs()
+
+
+def background_job(job: Callable[[Path], T]) -> Any:
+    """A session-scoped fixture named after ``job`` whose value is ``job(folder)``, run in the
+    background from the start of the session (``folder`` is a fresh temporary folder).
+
+    For subprocesses that several tests read, or that only need the process to be checked:
+    their start-up (mostly imports) overlaps the in-process tests. A job runs in a thread:
+    it must use servers and folders of its own, and return what the tests assert.
+    """
+    module, name = job.__module__, job.__name__
+    BACKGROUND.register(module, name, job)
+
+    @pytest.fixture(scope="session", name=name)
+    def result() -> T:
+        return BACKGROUND.result(module, name)
+
+    result.__doc__ = job.__doc__
+    return result

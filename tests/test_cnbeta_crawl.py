@@ -14,11 +14,14 @@ import pytest_twisted
 from pytest_httpserver import HTTPServer
 from support import (
     CrawlResult,
+    background_job,
     base_url_of,
     crawl,
     crawl_in_process,
     fixture_server,
+    run_concurrently,
     serve_cnbeta,
+    usage_error,
 )
 
 CATEGORIES = ["新媒体", "cnBeta", "最新"]
@@ -263,13 +266,37 @@ async def test_a_fresh_output_dir_starts_clean(
     assert all(name.startswith(".") for name in hidden)
 
 
-@pytest.mark.parametrize("argument", ["pages=abc", "pages=-1", "base_url=ftp://mirror"])
-def test_bad_spider_arguments_are_one_usage_error(argument: str, tmp_path: Path) -> None:
-    result = crawl("cnbeta", tmp_path / "a", "-a", argument)
-    assert result.returncode == 2
-    assert "Traceback" not in result.log
-    assert f"cnbeta: -a {argument.split('=')[0]}: must be" in result.log
-    assert not (tmp_path / "a").exists()
+BAD_ARGUMENTS = {
+    "pages=abc": "cnbeta: -a pages: must be a whole number >= 0, not 'abc'",
+    "pages=-1": "cnbeta: -a pages: must be a whole number >= 0, not '-1'",
+    "base_url=ftp://mirror": "cnbeta: -a base_url: must be an http(s) URL, not 'ftp://mirror'",
+}
+
+
+@background_job
+def bad_argument_runs(home: Path) -> dict[str, tuple[CrawlResult, Path]]:
+    """``scrapy crawl cnbeta -a <bad argument>``, each in its own process."""
+
+    def job(index: int, argument: str) -> tuple[CrawlResult, Path]:
+        output = home / str(index)
+        return crawl("cnbeta", output, "-a", argument), output
+
+    return run_concurrently(
+        {
+            argument: (lambda index=index, argument=argument: job(index, argument))
+            for index, argument in enumerate(BAD_ARGUMENTS)
+        }
+    )
+
+
+@pytest.mark.parametrize("argument", list(BAD_ARGUMENTS))
+def test_bad_spider_arguments_are_one_usage_error(
+    bad_argument_runs: dict[str, tuple[CrawlResult, Path]], argument: str
+) -> None:
+    result, output = bad_argument_runs[argument]
+    assert result.process is not None
+    assert usage_error(result.process) == BAD_ARGUMENTS[argument]
+    assert not output.exists()
 
 
 @pytest_twisted.ensureDeferred

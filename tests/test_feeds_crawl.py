@@ -16,12 +16,15 @@ from support import (
     ETAG,
     LAST_MODIFIED,
     CrawlResult,
+    background_job,
     base_url_of,
     crawl,
     crawl_in_process,
     fixture_server,
+    run_concurrently,
     serve_cnbeta,
     serve_feeds,
+    usage_error,
     write_sources,
 )
 
@@ -43,7 +46,9 @@ async def crawl_feed(
     return result
 
 
-async def crawl_sources(site: HTTPServer, sources: Path, output: Path, **arguments: Any):
+async def crawl_sources(
+    site: HTTPServer, sources: Path, output: Path, **arguments: Any
+) -> CrawlResult:
     return await crawl_in_process("feeds", output, server=site, sources=str(sources), **arguments)
 
 
@@ -297,34 +302,53 @@ async def test_a_story_from_cnbeta_and_a_feed_is_archived_once(
     assert "只在聚合源里出现的新闻" in by_title(feed)
 
 
+TWO_FEEDS = [
+    f'[[source]]\nname = "{name}"\nurl = "{{base}}/feeds/{path}"\ncategories = ["a"]\n'
+    f'author = "A"\n'
+    for name, path in (("rdf", "rss1.rdf"), ("atom", "atom.xml"))
+]
+BAD_TIME_ZONE = (
+    '[[source]]\nname = "x"\nurl = "{base}/feeds/rss1.rdf"\ncategories = ["a"]\n'
+    'author = "X"\ntimezone = "Mars/Olympus"\n'
+)
+
+
+@background_job
+def refused(home: Path) -> dict[str, tuple[CrawlResult, Path]]:
+    """``scrapy crawl feeds`` runs that must be refused (exit 2), against a server of their
+    own that must not be asked for anything: (result, sources file) by name."""
+    with fixture_server(serve_feeds) as server:
+        bad = write_sources(home / "bad.toml", server, BAD_TIME_ZONE)
+        two = write_sources(home / "two.toml", server, *TWO_FEEDS)
+        runs = run_concurrently(
+            {
+                "bad-time-zone": lambda: (crawl("feeds", home / "a", "-a", f"sources={bad}"), bad),
+                "unknown-only": lambda: (
+                    crawl("feeds", home / "b", "-a", f"sources={two}", "-a", "only=nope"),
+                    two,
+                ),
+            }
+        )
+        assert server.log == []  # nothing was fetched
+    return runs
+
+
 def test_sources_file_mistake_is_exit_2_before_any_request(
-    feed_site: HTTPServer, tmp_path: Path
+    refused: dict[str, tuple[CrawlResult, Path]],
 ) -> None:
-    sources = write_sources(
-        tmp_path / "bad.toml",
-        feed_site,
-        '[[source]]\nname = "x"\nurl = "{base}/feeds/rss1.rdf"\ncategories = ["a"]\n'
-        'author = "X"\ntimezone = "Mars/Olympus"\n',
-    )
-    result = crawl("feeds", tmp_path / "a", "-a", f"sources={sources}")
-    assert result.returncode == 2
-    assert f"{sources}: source 'x': key 'timezone'" in result.log
-    assert "Traceback" not in result.log
-    assert feed_site.log == []
+    result, sources = refused["bad-time-zone"]
+    assert result.process is not None
+    assert usage_error(result.process).startswith(f"{sources}: source 'x': key 'timezone'")
 
 
 @pytest_twisted.ensureDeferred
 async def test_only_picks_sources_and_rejects_unknown_names(
-    feed_site: HTTPServer, tmp_path: Path
+    refused: dict[str, tuple[CrawlResult, Path]], feed_site: HTTPServer, tmp_path: Path
 ) -> None:
-    tables = [
-        f'[[source]]\nname = "{name}"\nurl = "{{base}}/feeds/{path}"\ncategories = ["a"]\n'
-        f'author = "A"\n'
-        for name, path in (("rdf", "rss1.rdf"), ("atom", "atom.xml"))
-    ]
-    sources = write_sources(tmp_path / "s.toml", feed_site, *tables)
+    sources = write_sources(tmp_path / "s.toml", feed_site, *TWO_FEEDS)
     result = await crawl_sources(feed_site, sources, tmp_path / "a", only="atom")
     assert [p for p in result.requested if p.startswith("/feeds/")] == ["/feeds/atom.xml"]
     assert len(result.posts()) == 2
-    bad = crawl("feeds", tmp_path / "b", "-a", f"sources={sources}", "-a", "only=nope")
-    assert bad.returncode == 2 and "no source named 'nope'" in bad.log
+    bad, bad_sources = refused["unknown-only"]
+    assert bad.process is not None
+    assert usage_error(bad.process) == f"{bad_sources}: no source named 'nope'"

@@ -1,8 +1,9 @@
 """Real harvests: ``python -m crawler harvest`` against local servers, as cron runs it.
 
 The process is the point here (exit statuses, the printed report, the lock, a killed run, a
-terminal), so harvests run in subprocesses; a harvest whose results several tests read runs
-once per module, and tests that go on from it work on a copy of its archive.
+terminal), so harvests run in subprocesses, as background jobs that start with the session; a
+harvest whose results several tests read runs once, and harvests that go on from its archive
+work on copies of it. Retries are the middleware's business: they are crawled in-process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +25,12 @@ import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
 from support import (
+    FAST,
     PROJECT_ROOT,
+    background_job,
     crawl_in_process,
     fixture_server,
+    requested_paths,
     run_concurrently,
     run_harvest,
     run_scrapy,
@@ -76,39 +79,16 @@ def harvest(server: HTTPServer, sources: Path, output: Path, *args: str) -> Harv
     return Harvest(done, output, requested)
 
 
-def copy_archive(run: Harvest, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(run.output, tmp_path / "archive"))
+# Each harvest below is a background job (support.background_job): it starts with the session,
+# against a server of its own, and the tests read what it returns.
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[HTTPServer]:
-    """Feeds and the cnBeta fixture site, for the harvests this module shares."""
-    with fixture_server(serve_feeds, serve_cnbeta) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def failing_run(site: HTTPServer, tmp_path_factory: pytest.TempPathFactory) -> Harvest:
+@background_job
+def failing_run(home: Path) -> Harvest:
     """A renamed spider source, a feed and a missing feed, reported as text (exit 1)."""
-    home = tmp_path_factory.mktemp("failing")
-    sources = write_sources(home / "sources.toml", site, MIRROR, RDF, MISSING)
-    return harvest(site, sources, home / "archive")
-
-
-@pytest.fixture(scope="module")
-def json_run(site: HTTPServer, tmp_path_factory: pytest.TempPathFactory) -> Harvest:
-    """cnBeta and a feed, the report as JSON (exit 0)."""
-    home = tmp_path_factory.mktemp("json")
-    sources = write_sources(home / "sources.toml", site, CNBETA, RDF)
-    run = harvest(site, sources, home / "archive", "--json")
-    assert run.done.returncode == 0, run.done.stderr
-    return run
-
-
-def again(run: Harvest, site: HTTPServer, output: Path) -> Harvest:
-    """The same harvest once more, into ``output``."""
-    sources = run.output.parent / "sources.toml"
-    return harvest(site, sources, output, "--json")
+    with fixture_server(serve_feeds, serve_cnbeta) as site:
+        sources = write_sources(home / "sources.toml", site, MIRROR, RDF, MISSING)
+        return harvest(site, sources, home / "archive")
 
 
 def test_a_failing_source_is_exit_1_and_the_others_are_archived(failing_run: Harvest) -> None:
@@ -127,18 +107,16 @@ def test_a_failing_source_is_exit_1_and_the_others_are_archived(failing_run: Har
 
 
 def test_a_spider_source_reports_under_its_own_name(failing_run: Harvest) -> None:
-    (report,) = [
-        json.loads(line) for line in (failing_run.output / ".runs.jsonl").read_text().splitlines()
-    ]
+    runs = (failing_run.output / ".runs.jsonl").read_text().splitlines()
+    (report,) = [json.loads(line) for line in runs]
     assert report["exit_status"] == 1
     assert [(s["name"], s["kind"], s["new"], s["failed"]) for s in report["sources"]] == [
         ("cnbeta-mirror", "spider", 7, False),
         ("rdf", "feed", 1, False),
         ("missing", "feed", 0, True),
     ]
-    index = [
-        json.loads(line) for line in (failing_run.output / ".index.jsonl").read_text().splitlines()
-    ]
+    lines = (failing_run.output / ".index.jsonl").read_text().splitlines()
+    index = [json.loads(line) for line in lines]
     mirrored = [entry["path"] for entry in index if entry["source"] == "cnbeta-mirror"]
     assert len(mirrored) == 7
     for path in mirrored:
@@ -152,11 +130,73 @@ def test_no_progress_output_without_a_terminal(failing_run: Harvest) -> None:
     assert "ProgressDisplay" not in stderr.split("Enabled extensions")[1].split("]")[0]
 
 
-def test_json_report_runs_file_and_index_match_the_files(
-    json_run: Harvest, site: HTTPServer, tmp_path: Path
-) -> None:
-    out = json_run.output
-    report = last_json_line(json_run.done.stdout)
+@dataclass
+class Archive:
+    """An archive as it was at some point: its posts' bytes and its index."""
+
+    posts: dict[str, bytes]
+    index: str
+
+    @classmethod
+    def of(cls, out: Path) -> Archive:
+        posts = {p.relative_to(out).as_posix(): p.read_bytes() for p in post_files(out)}
+        return cls(posts, (out / ".index.jsonl").read_text(encoding="utf-8"))
+
+
+@dataclass
+class JsonRuns:
+    first: Harvest  # cnBeta and a feed, --json
+    second: Harvest  # the same harvest again, on a copy of the first's archive
+    # Another copy without its state: reindexed, then harvested again.
+    before_reindex: Archive
+    reindexed: subprocess.CompletedProcess[str]
+    reindexed_archive: Archive
+    after_reindex: Harvest
+    # Another copy with one post deleted, reindexed.
+    pruned: Path
+    deleted: str
+    reindexed_without_it: subprocess.CompletedProcess[str]
+
+
+@background_job
+def json_runs(home: Path) -> JsonRuns:
+    """A harvest reported as JSON, then three ways on from its archive, each on a copy."""
+    with fixture_server(serve_feeds, serve_cnbeta) as site:
+        sources = write_sources(home / "sources.toml", site, CNBETA, RDF)
+        first = harvest(site, sources, home / "first", "--json")
+        assert first.done.returncode == 0, first.done.stderr
+        second, stateless, pruned = (
+            Path(shutil.copytree(first.output, home / name))
+            for name in ("second", "stateless", "pruned")
+        )
+        before_reindex = Archive.of(stateless)
+        for name in (".state.sqlite3", ".state.sqlite3-wal", ".state.sqlite3-shm"):
+            (stateless / name).unlink(missing_ok=True)
+        victim = post_files(pruned)[0]
+        victim.unlink()
+
+        def reindex_and_harvest() -> tuple[subprocess.CompletedProcess[str], Archive, Harvest]:
+            reindexed = reindex(stateless)
+            return reindexed, Archive.of(stateless), harvest(site, sources, stateless, "--json")
+
+        # The three go on side by side (the server's log is not read).
+        runs = run_concurrently(
+            {
+                "second": lambda: harvest(site, sources, second, "--json"),
+                "stateless": reindex_and_harvest,
+                "pruned": lambda: reindex(pruned),
+            }
+        )
+    reindexed, reindexed_archive, after_reindex = runs["stateless"]
+    return JsonRuns(
+        first, runs["second"], before_reindex, reindexed, reindexed_archive, after_reindex,
+        pruned, victim.relative_to(pruned).as_posix(), runs["pruned"],
+    )  # fmt: skip
+
+
+def test_json_report_runs_file_and_index_match_the_files(json_runs: JsonRuns) -> None:
+    out = json_runs.first.output
+    report = last_json_line(json_runs.first.done.stdout)
     files = post_files(out)
     assert report["totals"]["new"] == len(files) == 8
     assert report["exit_status"] == 0
@@ -179,64 +219,83 @@ def test_json_report_runs_file_and_index_match_the_files(
         assert entry["categories"] == post["categories"]
         assert entry["source"] in {"cnbeta", "rdf"}
 
-    second = again(json_run, site, copy_archive(json_run, tmp_path))
+    second = json_runs.second
     assert last_json_line(second.done.stdout)["totals"]["new"] == 0
     assert len((second.output / ".runs.jsonl").read_text().splitlines()) == 2
     assert len((second.output / ".index.jsonl").read_text().splitlines()) == 8
 
 
-def test_reindex_after_losing_the_state_means_no_duplicates(
-    json_run: Harvest, site: HTTPServer, tmp_path: Path
-) -> None:
-    out = copy_archive(json_run, tmp_path)
-    before = {p.relative_to(out): p.read_bytes() for p in post_files(out)}
-    index_before = (out / ".index.jsonl").read_text()
-    for name in (".state.sqlite3", ".state.sqlite3-wal", ".state.sqlite3-shm"):
-        (out / name).unlink(missing_ok=True)
-    done = reindex(out)
+def test_reindex_after_losing_the_state_means_no_duplicates(json_runs: JsonRuns) -> None:
+    done = json_runs.reindexed
     assert done.returncode == 0, done.stderr
     assert "reindexed 8 posts" in done.stdout
-    assert sorted((out / ".index.jsonl").read_text().splitlines()) == sorted(
-        index_before.splitlines()
+    assert sorted(json_runs.reindexed_archive.index.splitlines()) == sorted(
+        json_runs.before_reindex.index.splitlines()
     )
-    second = again(json_run, site, out)
-    assert last_json_line(second.done.stdout)["totals"]["new"] == 0
-    assert {p.relative_to(out): p.read_bytes() for p in post_files(out)} == before
+    again = json_runs.after_reindex
+    assert last_json_line(again.done.stdout)["totals"]["new"] == 0
+    assert Archive.of(again.output).posts == json_runs.before_reindex.posts
 
 
-def test_reindex_drops_index_lines_of_deleted_posts(json_run: Harvest, tmp_path: Path) -> None:
-    out = copy_archive(json_run, tmp_path)
-    victim = post_files(out)[0]
-    victim.unlink()
-    assert reindex(out).returncode == 0
-    paths = [json.loads(line)["path"] for line in (out / ".index.jsonl").read_text().splitlines()]
-    assert victim.relative_to(out).as_posix() not in paths
+def test_reindex_drops_index_lines_of_deleted_posts(json_runs: JsonRuns) -> None:
+    assert json_runs.reindexed_without_it.returncode == 0
+    index = (json_runs.pruned / ".index.jsonl").read_text().splitlines()
+    paths = [json.loads(line)["path"] for line in index]
+    assert json_runs.deleted not in paths
     assert len(paths) == 7
 
 
-def test_an_overlapping_run_is_refused_with_75(feed_site: HTTPServer, tmp_path: Path) -> None:
-    sources = write_sources(tmp_path / "sources.toml", feed_site, RDF)
-    out = tmp_path / "archive"
-    with ArchiveLock(out):  # another run holds the archive
-        done, crawled, reindexed = run_concurrently(
-            {
-                "harvest": lambda: run_harvest("--sources", str(sources), "--output", str(out)),
-                "crawl": lambda: run_scrapy(
-                    "crawl", "feeds", "-a", f"sources={sources}", "-s", f"OUTPUT_DIR={out}"
-                ),
-                "reindex": lambda: reindex(out),
-            }
-        ).values()
+@dataclass
+class Refusals:
+    harvest: subprocess.CompletedProcess[str]
+    crawl: subprocess.CompletedProcess[str]
+    reindex: subprocess.CompletedProcess[str]
+    requested: list[str]
+    posts: list[Path]
+
+
+@background_job
+def overlapping_runs(home: Path) -> Refusals:
+    """A harvest, a crawl and a reindex of an archive another run holds, side by side."""
+    with fixture_server(serve_feeds) as site:
+        sources = write_sources(home / "sources.toml", site, RDF)
+        out = home / "archive"
+        with ArchiveLock(out):  # another run holds the archive
+            runs = run_concurrently(
+                {
+                    "harvest": lambda: run_harvest("--sources", str(sources), "--output", str(out)),
+                    "crawl": lambda: run_scrapy(
+                        "crawl", "feeds", "-a", f"sources={sources}", "-s", f"OUTPUT_DIR={out}"
+                    ),
+                    "reindex": lambda: reindex(out),
+                }
+            )
+        return Refusals(**runs, requested=requested_paths(site), posts=post_files(out))
+
+
+def test_an_overlapping_run_is_refused_with_75(overlapping_runs: Refusals) -> None:
+    done, crawled = overlapping_runs.harvest, overlapping_runs.crawl
     assert done.returncode == 75
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "in use by another run" in done.stderr
     assert crawled.returncode == 75 and "in use by another run" in crawled.stderr
-    assert reindexed.returncode == 75
-    assert feed_site.log == []  # nothing was fetched
-    assert post_files(out) == []
+    assert overlapping_runs.reindex.returncode == 75
+    assert overlapping_runs.requested == []  # nothing was fetched
+    assert overlapping_runs.posts == []
 
 
-def test_a_killed_run_does_not_block_the_next(feed_site: HTTPServer, tmp_path: Path) -> None:
+@dataclass
+class KilledThenNext:
+    entered: bool  # the killed harvest was asking for its feed
+    was_running: bool
+    lock_refused: bool  # while it ran, the archive's lock was taken
+    next: subprocess.CompletedProcess[str]
+    posts: list[Path]
+
+
+@background_job
+def killed_then_next(home: Path) -> KilledThenNext:
+    """A harvest SIGKILLed while it holds the archive, then the next harvest of it."""
     entered, release = threading.Event(), threading.Event()
 
     def stuck(request: Request) -> Response:
@@ -244,72 +303,102 @@ def test_a_killed_run_does_not_block_the_next(feed_site: HTTPServer, tmp_path: P
         release.wait(timeout=120)
         return Response("", status=503)
 
-    feed_site.expect_request("/feeds/stuck.xml").respond_with_handler(stuck)
-    stuck_sources = write_sources(tmp_path / "stuck.toml", feed_site, source_table(
-        "stuck", url="{base}/feeds/stuck.xml", categories=["a"], author="S"))  # fmt: skip
-    out = tmp_path / "archive"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "harvest", "--sources", str(stuck_sources),
-         "--output", str(out)],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert entered.wait(timeout=120), "the first harvest never asked for its feed"
-        assert first.poll() is None
-        with pytest.raises(ArchiveLocked):
-            ArchiveLock(out).acquire()
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=60)
-    finally:
-        release.set()
-        if first.poll() is None:
-            first.kill()
-    sources = write_sources(tmp_path / "sources.toml", feed_site, RDF)
-    done = run_harvest("--sources", str(sources), "--output", str(out))
+    with fixture_server(serve_feeds) as site:
+        site.expect_request("/feeds/stuck.xml").respond_with_handler(stuck)
+        stuck_sources = write_sources(home / "stuck.toml", site, source_table(
+            "stuck", url="{base}/feeds/stuck.xml", categories=["a"], author="S"))  # fmt: skip
+        out = home / "archive"
+        first = subprocess.Popen(
+            [sys.executable, "-m", "crawler", "harvest", *FAST, "--sources", str(stuck_sources),
+             "--output", str(out)],
+            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            was_entered = entered.wait(timeout=120)
+            was_running = first.poll() is None
+            try:
+                ArchiveLock(out).acquire().release()
+                lock_refused = False
+            except ArchiveLocked:
+                lock_refused = True
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=60)
+        finally:
+            release.set()
+            if first.poll() is None:
+                first.kill()
+        sources = write_sources(home / "sources.toml", site, RDF)
+        done = run_harvest("--sources", str(sources), "--output", str(out))
+    return KilledThenNext(was_entered, was_running, lock_refused, done, post_files(out))
+
+
+def test_a_killed_run_does_not_block_the_next(killed_then_next: KilledThenNext) -> None:
+    assert killed_then_next.entered, "the first harvest never asked for its feed"
+    assert killed_then_next.was_running
+    assert killed_then_next.lock_refused
+    done = killed_then_next.next
     assert done.returncode == 0, done.stderr
-    assert len(post_files(out)) == 1
+    assert len(killed_then_next.posts) == 1
 
 
-def test_harvest_from_another_working_directory(feed_site: HTTPServer, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    sources = write_sources(home / "sources.toml", feed_site, RDF)
-    done = run_harvest("--sources", "sources.toml", "--output", "news", "--quiet", cwd=home)
+@background_job
+def run_elsewhere(home: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``--quiet`` harvest from another working directory, with relative paths."""
+    with fixture_server(serve_feeds) as site:
+        write_sources(home / "sources.toml", site, RDF)
+        done = run_harvest("--sources", "sources.toml", "--output", "news", "--quiet", cwd=home)
+    return done, home
+
+
+def test_harvest_from_another_working_directory(
+    run_elsewhere: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, home = run_elsewhere
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # --quiet: silent on success
     assert len(post_files(home / "news")) == 1
-    assert sources.exists() and not (home / "scrapy.cfg").exists()
+    assert (home / "sources.toml").exists() and not (home / "scrapy.cfg").exists()
 
 
-def test_a_terminal_gets_a_live_progress_line(feed_site: HTTPServer, tmp_path: Path) -> None:
+@background_job
+def terminal_run(home: Path) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """A harvest whose stderr is a terminal: (the process, what the terminal showed)."""
     import fcntl
     import pty
     import struct
     import termios
 
-    sources = write_sources(tmp_path / "sources.toml", feed_site, RDF)
-    controller, terminal = pty.openpty()
-    # a terminal 120 columns wide (a new pty has none, and tqdm would draw nothing)
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "crawler", "harvest", "--sources", str(sources),
-             "--output", str(tmp_path / "a"), "-s", "LOG_LEVEL=WARNING"],
-            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=terminal, text=True,
-            timeout=300, check=False,
-        )  # fmt: skip
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal's other side is closed: all read
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(controller)
+    with fixture_server(serve_feeds) as site:
+        sources = write_sources(home / "sources.toml", site, RDF)
+        controller, terminal = pty.openpty()
+        # a terminal 120 columns wide (a new pty has none, and tqdm would draw nothing)
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "crawler", "harvest", *FAST, "--sources", str(sources),
+                 "--output", str(home / "a"), "-s", "LOG_LEVEL=WARNING"],
+                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=terminal, text=True,
+                timeout=300, check=False,
+            )  # fmt: skip
+            os.close(terminal)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the terminal's other side is closed: all read
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            os.close(controller)
+    return done, shown
+
+
+def test_a_terminal_gets_a_live_progress_line(
+    terminal_run: tuple[subprocess.CompletedProcess[str], bytes],
+) -> None:
+    done, shown = terminal_run
     assert done.returncode == 0
     assert b"feeds: " in shown and b" pages" in shown and b"new=1" in shown
 
@@ -339,12 +428,11 @@ class Refused:
     sources: Path
 
 
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Refused]]:
+@background_job
+def refused(home: Path) -> dict[str, Refused]:
     """Every harvest of REFUSED, side by side, against a server of their own (which must be
     asked for nothing)."""
     with fixture_server(serve_feeds, serve_cnbeta) as server:
-        home = tmp_path_factory.mktemp("refused")
         sources = {
             name: write_sources(home / f"{name}.toml", server, *tables)
             for name, (tables, _args) in REFUSED.items()
@@ -356,7 +444,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Refu
 
         runs = run_concurrently({name: (lambda name=name: job(name)) for name in REFUSED})
         assert server.log == []  # nothing was fetched
-        yield runs
+    return runs
 
 
 def one_error_line(run: Refused) -> str:
@@ -379,21 +467,41 @@ def test_usage_errors_are_exit_2(refused: dict[str, Refused], name: str, message
     assert one_error_line(run) == message.format(sources=run.sources)
 
 
+CNBETA_ARGUMENTS = "author, base_url, categories, pages, source, source_name, timezone"
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("no-such-spider", "source 'x': key 'spider': no spider named 'nosuchspider' (known: "),
         ("unknown-key", "source 'rdf': key 'colour': unknown key"),
-        ("feeds-as-spider", "source 'x': key 'spider': 'feeds' reads url/rsshub/sitemap/list"),
-        ("unknown-spider-argument", "source 'cnbeta': cnbeta: unknown argument -a nosuch"),
-        ("bad-spider-argument", "source 'cnbeta': cnbeta: -a pages: must be a whole number"),
+        (
+            "feeds-as-spider",
+            "source 'x': key 'spider': 'feeds' reads url/rsshub/sitemap/list tables",
+        ),
+        (
+            "unknown-spider-argument",
+            f"source 'cnbeta': cnbeta: unknown argument -a nosuch (known: {CNBETA_ARGUMENTS})",
+        ),
+        (
+            "bad-spider-argument",
+            "source 'cnbeta': cnbeta: -a pages: must be a whole number >= 0, not -1",
+        ),
     ],
 )
 def test_configuration_errors_are_exit_2(
     refused: dict[str, Refused], name: str, message: str
 ) -> None:
     run = refused[name]
-    assert one_error_line(run).startswith(f"{run.sources}: {message}")
+    assert one_error_line(run) == f"{run.sources}: {message}"
+
+
+def test_a_source_of_no_spider_is_exit_2(refused: dict[str, Refused]) -> None:
+    run = refused["no-such-spider"]
+    message = one_error_line(run)
+    assert message.startswith(
+        f"{run.sources}: source 'x': key 'spider': no spider named 'nosuchspider' (known: "
+    )
+    assert "cnbeta" in message.split("(known: ")[1]
 
 
 def test_a_bad_mirror_setting_is_exit_2(refused: dict[str, Refused]) -> None:

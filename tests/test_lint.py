@@ -1,16 +1,20 @@
-"""The code stays ruff clean (the same check a reviewer runs)."""
+"""The code stays ruff clean (the same checks a reviewer runs)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
 from support import PROJECT_ROOT
 
 
-def test_ruff_check_passes() -> None:
+@pytest.mark.parametrize(
+    "command", [("check",), ("format", "--check")], ids=["ruff check", "ruff format --check"]
+)
+def test_ruff_passes(command: tuple[str, ...]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "crawler", "tests", "bench"],
+        [sys.executable, "-m", "ruff", *command, "crawler", "tests", "bench"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

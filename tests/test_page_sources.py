@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import re
@@ -48,8 +49,15 @@ def serve_folder(server: HTTPServer, site: Path, route: Any) -> None:
         charset = "gb2312" if b"charset=gb2312" in body[:2000] else "utf-8"
         return Response(body, content_type=f"text/html; charset={charset}")
 
+    robots = f"User-agent: *\nDisallow: /wp-admin/\nSitemap: {base.decode()}/sitemap-index.xml.gz\n"
     server.expect_request(re.compile("^/robots.txt$")).respond_with_data(
-        "User-agent: *\nDisallow: /wp-admin/\n", content_type="text/plain"
+        robots, content_type="text/plain"
+    )
+    server.expect_request(re.compile(r".*\.xml\.gz$")).respond_with_handler(
+        lambda request: Response(
+            gzip.compress(handler(Request.from_values(request.path[:-3])).get_data()),
+            content_type="application/x-gzip",
+        )
     )
     server.expect_request(re.compile(".*")).respond_with_handler(handler)
 
@@ -231,6 +239,38 @@ async def test_default_age_limit_skips_an_old_sitemap(
     assert result.stat("write/written") is None
     assert result.stat("source/techcrunch-sitemap/failed") is None
     assert result.stat("source/techcrunch-sitemap/sitemap_too_old") >= 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_sitemaps_named_by_robots_txt_and_gzipped(
+    sitemap_server: HTTPServer, tmp_path: Path
+) -> None:
+    base = sitemap_server.url_for("").rstrip("/")
+    source = source_of(
+        SITEMAP_SITE,
+        sitemap_server,
+        sitemap=f"{base}/robots.txt",
+        max_age_days=recent_enough_days(),
+    )
+    result = await crawl_in_process("sitemap", tmp_path, source=source)
+    check_posts(result, SITEMAP_SITE, ["Tech", "TechCrunch", "News"], "TechCrunch")
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_spider_from_command_line_arguments(
+    list_server: HTTPServer, tmp_path: Path
+) -> None:
+    """``scrapy crawl list -a list=... -a links=...``: the same table, as spider arguments."""
+    table = tomllib.loads(
+        (LIST_SITE / "source.toml")
+        .read_text(encoding="utf-8")
+        .replace("{base}", list_server.url_for("").rstrip("/"))
+    )["source"][0]
+    arguments = {key: str(value) for key, value in table.items() if key != "name"}
+    arguments["categories"] = ",".join(table["categories"])
+    arguments["source_name"] = table["name"]
+    result = await crawl_in_process("list", tmp_path, **arguments)
+    check_posts(result, LIST_SITE, ["科技", "IT之家", "最新"], "IT之家")
 
 
 # --- the pure parts, on the fixture bytes ----------------------------------------------------

@@ -54,6 +54,17 @@ def test_a_loopback_http_url_is_valid(tmp_path: Path) -> None:
     assert source.enabled and not source.full_text and source.timezone == "UTC"
 
 
+def test_a_spider_source_carries_its_mirror_and_arguments(tmp_path: Path) -> None:
+    text = GOOD.replace('url = "http://127.0.0.1:8080/feed.xml"', 'spider = "cnbeta"')
+    text += 'base_url = "http://127.0.0.1:8080/mirror/"\nargs = { pages = 1, nosuch = "x" }\n'
+    (source,) = load_sources(write(tmp_path, text))
+    assert source.kind == "spider" and source.spider_name == "cnbeta" and not source.is_feed
+    assert source.base_url == "http://127.0.0.1:8080/mirror"
+    # handed to the spider as they are: the spider (and the harvest, before any request)
+    # checks them against its arguments
+    assert source.args == {"pages": 1, "nosuch": "x"}
+
+
 @pytest.mark.parametrize(
     ("change", "names"),
     [
@@ -79,6 +90,24 @@ def test_a_loopback_http_url_is_valid(tmp_path: Path) -> None:
         (lambda t: t + t, ("'local'", "'name'", "used twice")),
         (lambda t: t + "[[source\n", ("not valid TOML",)),
         (lambda t: t + 'fallback_image = "nope"\n', ("'local'", "'fallback_image'")),
+        (
+            lambda t: t + 'base_url = "ftp://mirror"\n',
+            ("'local'", "'base_url'", "not an http(s) URL"),
+        ),
+        (
+            lambda t: t + "args = { pages = 1 }\n",
+            ("'local'", "'args'", "not used by a 'url' source"),
+        ),
+        (
+            lambda t: t.replace('url = "http://127.0.0.1:8080/feed.xml"', 'spider = "feeds"'),
+            ("'local'", "'spider'", "'feeds' reads url/rsshub/sitemap/list tables"),
+        ),
+        (
+            lambda t: (
+                t.replace('url = "http://127.0.0.1:8080/feed.xml"', 'spider = "x"') + "args = 3\n"
+            ),
+            ("'local'", "'args'", "must be a table of arguments"),
+        ),
     ],
 )
 def test_each_mistake_names_file_source_and_key(tmp_path: Path, change, names) -> None:

@@ -313,29 +313,33 @@ class SiteSpider(HarvestSpider):
 
         An article without a title or a date is still yielded (normalize drops and counts
         it), and its page is remembered as failed so that the next runs wait before asking
-        for it again; a good page clears that memory.
+        for it again; a good page clears that memory. What the page did not give is left out
+        of the item rather than set to None, so that a callback's ``@scrapes title published``
+        contract (``scrapy check``) fails on a page it cannot read.
         """
-        if not clean_title(title or ""):
+        titled = bool(clean_title(title or ""))
+        if not titled:
             self.archive.page_failed(listing.url, "missing_title")
         elif published is None:
             self.archive.page_failed(listing.url, "missing_date")
         else:
             self.archive.page_succeeded(listing.url)
-        return Article(
-            title=title,
-            url=listing.url,
-            published=published,
-            categories=list(self.source.categories),
-            author=self.source.author,
-            body=body,
-            body_base=body_base,
-            source=self.source.name,
-            image=image,
-            thumb=listing.thumb,
-            fallback_image=self.source.fallback_image,
-            has_own_url=True,
-            strip_selectors=[*self.widget_selectors, *remove],
-        )
+        fields: dict[str, Any] = {
+            "title": title if titled else None,
+            "url": listing.url,
+            "published": published,
+            "categories": list(self.source.categories),
+            "author": self.source.author,
+            "body": body,
+            "body_base": body_base,
+            "source": self.source.name,
+            "image": image,
+            "thumb": listing.thumb,
+            "fallback_image": self.source.fallback_image,
+            "has_own_url": True,
+            "strip_selectors": [*self.widget_selectors, *remove],
+        }
+        return Article(**{name: value for name, value in fields.items() if value is not None})
 
 
 def _http_url(value: Any) -> str:

@@ -51,7 +51,7 @@ class SitemapSourceSpider(PageSpider):
 
     def parse_sitemap(self, response: Response, depth: int) -> Iterator[scrapy.Request]:
         if response.url.endswith("/robots.txt"):
-            for url in sitemap_urls_from_robots(response.text, base_url=response.url):
+            for url in sitemap_urls_from_robots(response.body, base_url=response.url):
                 yield self._sitemap_request(url, depth + 1)
             return
         body = self._sitemap_body(response)
