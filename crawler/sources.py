@@ -30,7 +30,7 @@ PAGE_RULES = ("title", "date", "body", "remove")
 SPIDER_KEYS = ("args",)
 # The generic spiders that read page sources, by kind.
 PAGE_SPIDERS = {"sitemap": "sitemap", "list": "list"}
-_SPIDER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SPIDER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _CSS = HTMLTranslator()
 
 

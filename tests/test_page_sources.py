@@ -9,21 +9,32 @@ import html
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_twisted
+import scrapy
 from pytest_httpserver import HTTPServer
 from support import FIXTURES, CrawlResult, crawl_in_process, requested_paths, run_harvest
 from werkzeug import Request, Response
 
+from crawler.extract.dates import parse_date
 from crawler.extract.page import read_article
 from crawler.extract.sitemap import is_recent, parse_sitemap
 from crawler.sources import Source, SourcesError, load_sources, parse_source
+from crawler.spiders.base import (
+    ArgumentError,
+    ArgumentSpec,
+    Listing,
+    SiteSpider,
+    text_title,
+    whole_number,
+)
 
 LIST_SITE = FIXTURES / "listsite"
 SITEMAP_SITE = FIXTURES / "sitemap"
@@ -271,6 +282,61 @@ async def test_list_spider_from_command_line_arguments(
     arguments["source_name"] = table["name"]
     result = await crawl_in_process("list", tmp_path, **arguments)
     check_posts(result, LIST_SITE, ["科技", "IT之家", "最新"], "IT之家")
+
+
+def ithome_spider(site: str) -> type[SiteSpider]:
+    """A new list + article spider on the base class, as README shows it: site knowledge only
+    (IT之家's URLs, selectors and date format)."""
+
+    class IthomeSpider(SiteSpider):
+        name = "ithome-example"
+        site_url = site
+        default_categories = ("科技", "IT之家", "最新")
+        default_author = "IT之家"
+        default_timezone = "Asia/Shanghai"
+        widget_selectors = ("div.tougao-user", "p.ad-tips", "a.topic-bar", "[id^='ad-id-']")
+        arguments: ClassVar[ArgumentSpec] = {"pages": whole_number(1)}
+        default_pages = 2
+
+        async def start(self) -> AsyncIterator[Any]:
+            yield scrapy.Request(self.fetch_url(f"{site}/list-1.html"), callback=self.parse_list)
+
+        def parse_list(self, response: Any, page: int = 1) -> Iterator[Any]:
+            links = response.css("div.post_list ul.ulcl > li > a::attr(href)").getall()
+            listings = [Listing(url=urljoin(response.url, href)) for href in links]
+            yield from self.article_requests(listings, self.parse_article)
+            following = response.css("#Pager span.current ~ a[href]:nth-last-of-type(2)")
+            if following and page < self.pages:
+                yield response.follow(following[0], self.parse_list, cb_kwargs={"page": page + 1})
+
+        def parse_article(self, response: Any, listing: Listing | None = None) -> Iterator[Any]:
+            listing = self.listing_for(response, listing)
+            yield self.article(
+                listing,
+                title=text_title(response.css("div.post_title h1::text").get()),
+                published=parse_date(response.css("#pubtime_baidu::text").get(), self.source.zone),
+                body="".join(response.css("#paragraph").xpath("node()").getall()),
+            )
+
+    return IthomeSpider
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_site_spider_is_its_site_knowledge(
+    list_server: HTTPServer, tmp_path: Path
+) -> None:
+    spider = ithome_spider(list_server.url_for("").rstrip("/"))
+    first = await crawl_in_process(spider, tmp_path)
+    check_posts(first, LIST_SITE, ["科技", "IT之家", "最新"], "IT之家")
+    assert first.stat("source/ithome-example/article_http_error") == 1
+    again = await crawl_in_process(spider, tmp_path, categories="a,b")
+    assert again.stat("write/written") is None
+    # Five posts, one listed on both list pages: six listings, none fetched again.
+    assert again.stat("source/ithome-example/article_skipped_archived") == 6
+    assert again.stat("source/ithome-example/article_skipped_failed_recently") == 2
+    assert again.stat("source/ithome-example/article_requested") is None
+    with pytest.raises(ArgumentError, match="unknown argument -a nosuch"):
+        spider(nosuch=1)
 
 
 # --- the pure parts, on the fixture bytes ----------------------------------------------------
