@@ -20,7 +20,14 @@ import pytest
 import pytest_twisted
 import scrapy
 from pytest_httpserver import HTTPServer
-from support import FIXTURES, CrawlResult, crawl_in_process, requested_paths, run_harvest
+from support import (
+    FIXTURES,
+    CrawlResult,
+    crawl_in_process,
+    fixture_server,
+    requested_paths,
+    run_harvest,
+)
 from werkzeug import Request, Response
 
 from crawler.extract.dates import parse_date
@@ -39,6 +46,8 @@ from crawler.spiders.base import (
 LIST_SITE = FIXTURES / "listsite"
 SITEMAP_SITE = FIXTURES / "sitemap"
 TAG = re.compile(r"<[^>]+>")
+# A first crawl, the paths it requested, a second crawl, the paths that one requested.
+Runs = tuple[CrawlResult, list[str], CrawlResult, list[str]]
 
 
 def expected(site: Path) -> dict[str, Any]:
@@ -127,25 +136,21 @@ def check_posts(result: CrawlResult, site: Path, categories: list[str], author: 
 
 @pytest.fixture(scope="module")
 def list_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0)
-    server.start()
-    serve_folder(server, LIST_SITE, list_route)
-    yield server
-    server.stop()
+    with fixture_server(lambda server: serve_folder(server, LIST_SITE, list_route)) as server:
+        yield server
+
+
+async def two_runs(spider: str, server: HTTPServer, source: Source, output: Path) -> Runs:
+    """A first crawl of a site and a second one over the same archive."""
+    first = await crawl_in_process(spider, output, server=server, source=source)
+    second = await crawl_in_process(spider, output, server=server, source=source)
+    return first, first.requested, second, second.requested
 
 
 @pytest_twisted.async_fixture(scope="module")
-async def list_runs(
-    list_server: HTTPServer, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[CrawlResult, list[str], CrawlResult, list[str]]:
+async def list_runs(list_server: HTTPServer, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     output = tmp_path_factory.mktemp("list-archive")
-    source = source_of(LIST_SITE, list_server)
-    list_server.clear_log()
-    first = await crawl_in_process("list", output, source=source)
-    first_paths = requested_paths(list_server)
-    list_server.clear_log()
-    second = await crawl_in_process("list", output, source=source)
-    return first, first_paths, second, requested_paths(list_server)
+    return await two_runs("list", list_server, source_of(LIST_SITE, list_server), output)
 
 
 def test_list_site_articles_are_archived_exactly(list_runs: Any) -> None:
@@ -190,25 +195,17 @@ def test_list_site_rerun_writes_nothing_and_fetches_no_article(list_runs: Any) -
 
 @pytest.fixture(scope="module")
 def sitemap_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0)
-    server.start()
-    serve_folder(server, SITEMAP_SITE, sitemap_route)
-    yield server
-    server.stop()
+    with fixture_server(lambda server: serve_folder(server, SITEMAP_SITE, sitemap_route)) as server:
+        yield server
 
 
 @pytest_twisted.async_fixture(scope="module")
 async def sitemap_runs(
     sitemap_server: HTTPServer, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[CrawlResult, list[str], CrawlResult, list[str]]:
+) -> Runs:
     output = tmp_path_factory.mktemp("sitemap-archive")
     source = source_of(SITEMAP_SITE, sitemap_server, max_age_days=recent_enough_days())
-    sitemap_server.clear_log()
-    first = await crawl_in_process("sitemap", output, source=source)
-    first_paths = requested_paths(sitemap_server)
-    sitemap_server.clear_log()
-    second = await crawl_in_process("sitemap", output, source=source)
-    return first, first_paths, second, requested_paths(sitemap_server)
+    return await two_runs("sitemap", sitemap_server, source, output)
 
 
 def test_sitemap_articles_are_archived_exactly(sitemap_runs: Any) -> None:
