@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -171,15 +171,11 @@ class SiteSpider(HarvestSpider):
         self.source: Source = self.source_from(arguments)
         self.options = {k: v for k, v in arguments.items() if k not in self.common_arguments}
         if not self.arguments_shape_the_source:
-            for name, convert in self.arguments.items():
+            # Each own argument becomes an attribute; its default is ``default_<name>``.
+            for name in self.arguments:
                 if name not in self.common_arguments:
-                    default = self.default_argument(name, convert)
+                    default = getattr(self, f"default_{name}", None)
                     setattr(self, name, self.options.get(name, default))
-
-    @classmethod
-    def default_argument(cls, name: str, convert: Callable[[Any], Any]) -> Any:
-        """A spider argument's default: the class attribute ``default_<name>``."""
-        return getattr(cls, f"default_{name}", None)
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
@@ -202,7 +198,7 @@ class SiteSpider(HarvestSpider):
         given = arguments.get("source")
         base_url = arguments.get("base_url")
         if given is not None:
-            return given if not base_url else _with_base_url(given, base_url)
+            return replace(given, base_url=base_url) if base_url else given
         table = cls.source_table(arguments)
         if base_url:
             table["base_url"] = base_url
@@ -354,9 +350,3 @@ def _same_origin(url: str, site: str) -> bool:
         return (a.hostname or "").lower() == (b.hostname or "").lower() and a.port == b.port
     except ValueError:
         return False
-
-
-def _with_base_url(source: Source, base_url: str) -> Source:
-    from dataclasses import replace
-
-    return replace(source, base_url=base_url)
