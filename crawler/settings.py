@@ -26,16 +26,25 @@ MAX_AGE_DAYS = 0
 # source's own max_age_days wins. Sitemaps list a site's whole history: keep this small.
 SITEMAP_MAX_AGE_DAYS = 2
 
-# One path for every article: normalize -> dedup -> write.
+# One path for every article: normalize -> dedup -> validate (the post schema) -> write.
 ITEM_PIPELINES = {
     "crawler.pipelines.normalize.NormalizePipeline": 100,
     "crawler.pipelines.dedup.DedupPipeline": 200,
+    "crawler.pipelines.validate.ValidatePipeline": 250,
     "crawler.pipelines.write.WritePipeline": 300,
 }
 # Dropped duplicates and bad articles are expected, not alarming: log them at INFO.
 DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
 # Log a dropped or scraped item as one short line, not the whole article.
 LOG_FORMATTER = "crawler.logformatter.OneLineLogFormatter"
+
+# --- Drift: a site that changed its markup is flagged (DRIFT in the report, exit 1) ---------
+# ...when fewer than this share of its pages (at least DRIFT_MIN_PAGES of them) give a title,
+# a date and a body (feeds: a title and a date)...
+DRIFT_MIN_EXTRACTION = 0.9
+DRIFT_MIN_PAGES = 5
+# ...or when it was reached but gave nothing new or known this many runs in a row (0: off).
+DRIFT_EMPTY_RUNS = 3
 
 # --- Politeness ----------------------------------------------------------------------------
 # Identify ourselves: {contact} becomes CONTACT_URL, where a site operator can reach you.
@@ -71,6 +80,7 @@ EXTENSIONS = {
     "crawler.archive.service.ArchiveService": 0,
     "crawler.extensions.QuietRobotsTxtFailures": 0,
     "crawler.extensions.SourceStats": 500,
+    "crawler.extensions.DriftMonitor": 550,
     "crawler.cli.progress.ProgressDisplay": 600,
 }
 # A live progress line on stderr; the harvest command turns it on only at a terminal.

@@ -28,6 +28,7 @@ from werkzeug import Request, Response
 import crawler.settings as project_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CNBETA = FIXTURES / "cnbeta"
 CSRF_TOKEN = "Q3RfS2VfVG9rZW4-Mx8yU0BhVE0+aW4="
@@ -301,10 +302,16 @@ def write_sources(path: Path, server: HTTPServer, *tables: str) -> Path:
     return path
 
 
+# The cnBeta and list fixture sites each carry one deliberately undated article among 6-8
+# pages (87.5% and 83% extracted): below the default DRIFT_MIN_EXTRACTION of 0.9. Harvest tests
+# about other things use this lower bar; drift tests give their own (the last -s wins).
+LENIENT_DRIFT = ("-s", "DRIFT_MIN_EXTRACTION=0.8")
+
+
 def run_harvest(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
     """``python -m crawler harvest`` as cron runs it (no terminal), fast politeness."""
     return subprocess.run(
-        [sys.executable, "-m", "crawler", "harvest", *FAST, *args],
+        [sys.executable, "-m", "crawler", "harvest", *FAST, *LENIENT_DRIFT, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -345,12 +352,12 @@ def run_concurrently(jobs: dict[K, Callable[[], T]]) -> dict[K, T]:
 
 
 def usage_error(done: subprocess.CompletedProcess[str]) -> str:
-    """The message of a ``scrapy crawl`` usage error: exit status 2, no traceback, and one
-    ``...: error: MESSAGE`` line (after Scrapy's start-up log and its usage synopsis)."""
+    """The message of a ``scrapy crawl`` usage error: exit status 2 and exactly one line on
+    stderr, ``error: MESSAGE`` (no usage banner, no start-up log, no traceback)."""
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if "error:" in line]
-    return line.split("error: ", 1)[1]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    return line.removeprefix("error: ")
 
 
 # --- subprocesses in the background ---------------------------------------------------------

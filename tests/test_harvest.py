@@ -99,6 +99,9 @@ def test_a_failing_source_is_exit_1_and_the_others_are_archived(failing_run: Har
     assert lines["cnbeta-mirror"][1:5] == ["7", "0", "1", "no"]  # new, duplicate, dropped, failed
     assert lines["rdf"][1:5] == ["1", "0", "0", "no"]
     assert lines["total"][1] == "8"
+    # Every FAILED has its one-line reason under the table.
+    assert lines["missing:"][:2] == ["missing:", "FAILED:"]
+    assert " ".join(lines["missing:"][2:]).startswith("HTTP 404: http://")
     assert len(post_files(out)) == 8
     assert "Traceback" not in done.stderr
     # spider sources first, then the feeds
@@ -115,6 +118,9 @@ def test_a_spider_source_reports_under_its_own_name(failing_run: Harvest) -> Non
         ("rdf", "feed", 1, False),
         ("missing", "feed", 0, True),
     ]
+    missing = report["sources"][2]
+    assert missing["status"] == "FAILED"
+    assert missing["reason"].startswith("HTTP 404: http://") and "\n" not in missing["reason"]
     lines = (failing_run.output / ".index.jsonl").read_text().splitlines()
     index = [json.loads(line) for line in lines]
     mirrored = [entry["path"] for entry in index if entry["source"] == "cnbeta-mirror"]
@@ -202,7 +208,11 @@ def test_json_report_runs_file_and_index_match_the_files(json_runs: JsonRuns) ->
     assert report["exit_status"] == 0
     assert {s["name"]: s["new"] for s in report["sources"]} == {"cnbeta": 7, "rdf": 1}
     assert all(set(s) == {"name", "kind", "seen", "new", "duplicate", "dropped", "failed",
-                          "seconds"} for s in report["sources"])  # fmt: skip
+                          "seconds", "status", "reason", "drift"}
+               for s in report["sources"])  # fmt: skip
+    assert {(s["status"], s["reason"], s["drift"]) for s in report["sources"]} == {
+        ("ok", None, None)
+    }
     assert report["output"] == str(out.resolve())
     runs = (out / ".runs.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in runs] == [report]
@@ -515,7 +525,8 @@ def test_nothing_enabled_is_an_empty_report(refused: dict[str, Refused]) -> None
     done = refused["nothing-enabled"].done
     assert done.returncode == 0
     assert last_json_line(done.stdout)["totals"] == {
-        "sources": 0, "failed": 0, "seen": 0, "new": 0, "duplicate": 0, "dropped": 0,
+        "sources": 0, "failed": 0, "drift": 0, "seen": 0, "new": 0, "duplicate": 0,
+        "dropped": 0,
     }  # fmt: skip
 
 

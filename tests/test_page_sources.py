@@ -430,12 +430,25 @@ def test_harvest_runs_page_sources_and_refuses_a_bad_selector(
     sources = tmp_path / "sources.toml"
     sources.write_text(good, encoding="utf-8")
     assert [s.kind for s in load_sources(sources)] == ["list"]
-    done = run_harvest("--sources", str(sources), "--output", str(tmp_path / "out"), "--json")
-    assert done.returncode == 0, done.stderr
+    output = str(tmp_path / "out")
+    done = run_harvest("--sources", str(sources), "--output", output, "--json",
+                       "-s", "DRIFT_MIN_EXTRACTION=0.9")  # fmt: skip
+    # One of its six article pages lost its date (5/6 < DRIFT_MIN_EXTRACTION 0.9): the five
+    # good ones are archived, and the source is flagged DRIFT, which cron must hear about.
+    assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
-    assert [(s["name"], s["kind"], s["new"]) for s in report["sources"]] == [
-        ("ithome-list", "list", 5)
+    assert [(s["name"], s["kind"], s["new"], s["status"]) for s in report["sources"]] == [
+        ("ithome-list", "list", 5, "DRIFT")
     ]
+    drift = report["sources"][0]["drift"]
+    assert drift == {
+        "field": "date",
+        "example": f"{base}/articles/993115.html",
+        "rate": 0.833,
+        "empty_runs": None,
+    }
+    assert report["sources"][0]["reason"].startswith("drift: date found on 83% of pages")
+    assert report["totals"]["drift"] == 1
     sources.write_text(good.replace('links = "', 'links = "#wrapper >> '), encoding="utf-8")
     list_server.clear_log()
     done = run_harvest("--sources", str(sources), "--output", str(tmp_path / "out2"))

@@ -2,6 +2,12 @@
 
 The kernel drops the lock when its holder exits, however it exits (a killed run included), so
 a stale lock never blocks the next run.
+
+A run that writes holds an exclusive lock on ``.lock`` (written with its pid) and on the
+archive folder itself. A read-only run (``harvest --dry-run``) changes nothing in the folder:
+it takes a shared lock on the existing ``.lock`` without writing it, or, when there is none,
+on the folder (so that read-only runs may go side by side, never beside a writing run); for
+a folder that does not exist there is nothing to lock.
 """
 
 from __future__ import annotations
@@ -20,32 +26,48 @@ class ArchiveLocked(RuntimeError):
 
 
 class ArchiveLock:
-    """An exclusive, non-blocking lock on an archive, held until :meth:`release` or exit."""
+    """A non-blocking lock on an archive, held until :meth:`release` or exit: exclusive, or
+    shared and without touching the folder when ``read_only``."""
 
-    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, output_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.path = Path(output_dir) / LOCK_FILE
-        self._fd: int | None = None
+        self.read_only = read_only
+        self._fds: list[int] = []
 
     def acquire(self) -> ArchiveLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.path.parent
+        if self.read_only:
+            if not folder.is_dir():
+                return self  # nothing to read, nothing to lock, nothing to create
+            if self.path.exists():
+                self._lock(os.open(self.path, os.O_RDONLY), fcntl.LOCK_SH)
+            else:
+                self._lock(_open_folder(folder), fcntl.LOCK_SH)
+            return self
+        folder.mkdir(parents=True, exist_ok=True)
+        # The folder too: a read-only run of an archive without a .lock file locks that.
+        self._lock(_open_folder(folder), fcntl.LOCK_EX)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def _lock(self, fd: int, operation: int) -> None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = " (a dry run)" if _shared_only(fd) else _holder(self.path)
             os.close(fd)
+            self.release()
             raise ArchiveLocked(
                 f"{self.path.parent} is in use by another run{holder}; nothing was done"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
+        self._fds.append(fd)
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
+        while self._fds:
+            os.close(self._fds.pop())  # closing a descriptor releases its lock
 
     def __enter__(self) -> ArchiveLock:
         return self.acquire()
@@ -59,9 +81,24 @@ class ArchiveLock:
         self.release()
 
 
-def _read_holder(fd: int) -> str:
+def _open_folder(folder: Path) -> int:
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _shared_only(fd: int) -> bool:
+    """Whether only read-only runs hold the lock ``fd`` could not take (a shared lock can be
+    had); ``.lock`` then names the last writing run, not a holder."""
     try:
-        pid = os.pread(fd, 32, 0).decode().strip()
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True  # closing fd drops this probe
+
+
+def _holder(path: Path) -> str:
+    """`` (pid N)`` of the writing run that last held the lock, when ``.lock`` says so."""
+    try:
+        pid = path.read_text(encoding="ascii", errors="replace").strip()
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""

@@ -8,7 +8,9 @@ of article pages. An archive carries its own memory, so a fresh folder starts cl
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,6 +45,11 @@ CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,      -- 'key_version'
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_runs (
+    name TEXT PRIMARY KEY,      -- a source's name
+    empty_runs INTEGER NOT NULL,  -- consecutive runs that gave nothing new or known
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
 """
 # A failed article page waits this long before it is asked for again, doubled with every
 # further failure, up to MAX_FAILURE_BACKOFF.
@@ -54,12 +61,22 @@ def _now() -> str:
 
 
 class ArchiveState:
-    """One connection to an archive's ``.state.sqlite3`` (WAL mode: readers never block)."""
+    """One connection to an archive's ``.state.sqlite3`` (WAL mode: readers never block).
 
-    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+    ``read_only`` (a dry run) changes nothing in the folder, not even SQLite's ``-wal`` and
+    ``-shm`` files, and creates no folder (see :func:`_open_read_only`). A read-only state
+    refuses writes (:class:`sqlite3.OperationalError`) or, when it lives in memory, keeps
+    them there; the archive service does not write through it.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.output_dir / STATE_FILE
+        self.read_only = read_only
+        if read_only:
+            self._db = _open_read_only(self.path)
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -174,6 +191,20 @@ class ArchiveState:
             (feed_url, etag, last_modified, _now()),
         )
 
+    # --- sources' recent history (drift) ------------------------------------------------------
+
+    def empty_runs(self, name: str) -> int:
+        row = self._db.execute(
+            "SELECT empty_runs FROM source_runs WHERE name = ?", (name,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_empty_runs(self, name: str, count: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO source_runs (name, empty_runs, updated_at) VALUES (?, ?, ?)",
+            (name, count, _now()),
+        )
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
@@ -183,3 +214,49 @@ class ArchiveState:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that reads ``path`` and never writes next to it.
+
+    ``mode=ro`` alone would still create (and leave) ``-wal``/``-shm`` files of a WAL
+    database; ``immutable=1`` creates nothing and takes no SQLite locks, which is safe while
+    the archive's lock keeps writers out. An immutable connection ignores a ``-wal`` left
+    behind by a run that was killed, so such a state is read from a copy outside the archive
+    (where SQLite replays the WAL) into memory. A missing state is an empty one, in memory.
+    Tables an older state lacks are empty temporary tables.
+    """
+    if not path.exists():
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO meta (name, value) VALUES ('key_version', ?)", (str(KEY_VERSION),))
+        return db
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        with tempfile.TemporaryDirectory(prefix="technews-state-") as folder:
+            copy = Path(folder) / path.name
+            shutil.copyfile(path, copy)
+            shutil.copyfile(wal, copy.with_name(wal.name))
+            source = sqlite3.connect(copy)
+            try:
+                source.backup(db)
+            finally:
+                source.close()
+    else:
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    db.execute("PRAGMA temp_store=MEMORY")
+    present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for name, statement in _TABLES.items():
+        if name not in present:
+            db.execute(statement.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
+    return db
+
+
+# Each CREATE TABLE statement of the schema, by table name.
+_TABLES = {
+    statement.split()[5]: statement
+    for statement in (part.strip() for part in _SCHEMA.split(";"))
+    if statement
+}

@@ -8,6 +8,7 @@ selected feed. When a story comes from both, the richer page is archived first.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ from scrapy.utils.reactor import install_reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from crawler.cli.report import Report, SourceResult
+from crawler.drift import Drift
 from crawler.extensions import source_counts
+from crawler.post.cleaning import one_line
 from crawler.sources import Source
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,14 +70,17 @@ def run(settings: Settings, crawls: list[Crawl], output_dir: Path) -> Report:
     def run_all() -> Generator[Deferred[Any], Any, None]:
         try:
             for crawl in crawls:
-                crawler = process.create_crawler(crawl.spider)
                 crawl_began = time.monotonic()
-                failed = False
+                crawler: Crawler | None = None
+                start_error: str | None = None
                 try:
+                    crawler = process.create_crawler(crawl.spider)
                     yield process.crawl(crawler, **crawl.arguments)
-                except Exception:  # a spider that could not even start: its sources failed
-                    failed = True
-                results.extend(_results(crawler, crawl, time.monotonic() - crawl_began, failed))
+                except Exception as error:  # its sources failed; the next crawl still runs
+                    start_error = f"crawl failed: {type(error).__name__}: {one_line(error)}"
+                    logger.error("%s (%s)", start_error, crawl.spider)
+                seconds = time.monotonic() - crawl_began
+                results.extend(_results(_stats_of(crawler), crawl, seconds, start_error))
         finally:
             with contextlib.suppress(RuntimeError):  # already stopping (Ctrl-C)
                 reactor.stop()
@@ -93,11 +101,27 @@ def run(settings: Settings, crawls: list[Crawl], output_dir: Path) -> Report:
     )
 
 
-def _results(crawler: Crawler, crawl: Crawl, seconds: float, failed: bool) -> list[SourceResult]:
-    stats = crawler.stats.get_stats() if crawler.stats else {}
+def _stats_of(crawler: Crawler | None) -> dict[str, Any]:
+    """A crawl's stats; empty for a crawl that failed before it had any."""
+    try:
+        return crawler.stats.get_stats() if crawler is not None else {}
+    except RuntimeError:  # Crawler.stats is set only once the crawl has started
+        return {}
+
+
+def _results(
+    stats: dict[str, Any], crawl: Crawl, seconds: float, start_error: str | None
+) -> list[SourceResult]:
+    finish = stats.get("finish_reason")
+    ended_badly = None if finish == "finished" else f"crawl ended: {finish or 'unfinished'}"
     results = []
     for source in crawl.sources:
         counts = source_counts(stats, source.name)
+        reason = start_error or stats.get(f"source/{source.name}/reason") or ended_badly
+        failed = bool(start_error or counts["failed"] or ended_badly)
+        drift = stats.get(f"source/{source.name}/drift") if not failed else None
+        if drift and not reason:
+            reason = f"drift: {Drift(**drift).describe()}"
         results.append(
             SourceResult(
                 name=source.name,
@@ -106,13 +130,15 @@ def _results(crawler: Crawler, crawl: Crawl, seconds: float, failed: bool) -> li
                 new=counts["new"],
                 duplicate=counts["duplicate"],
                 dropped=counts["dropped"],
-                failed=failed or bool(counts["failed"]) or stats.get("finish_reason") is None,
+                failed=failed,
                 seconds=round(
                     float(stats.get(f"source/{source.name}/seconds", 0))
                     if source.is_feed
                     else seconds,
                     3,
                 ),
+                reason=(reason or "failed without a reason") if failed else reason,
+                drift=drift,
             )
         )
     return results

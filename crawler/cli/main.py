@@ -7,6 +7,7 @@ configuration error; 75 the archive is locked by another run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "harvest":
             return harvest(args)
+        if args.command == "status":
+            from crawler.cli.status import status_command
+
+            return status_command(args)
         return reindex_command(args)
     except UsageFailure as error:
         print(f"error: {error}", file=sys.stderr)
@@ -58,8 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     harvest.add_argument(
         "--json", action="store_true", help="print the report as one JSON line on stdout"
     )
+    harvest.add_argument(
+        "--dry-run", action="store_true",
+        help="fetch, parse and dedup, report what would be written; change nothing in the archive",
+    )  # fmt: skip
     reindex = commands.add_parser("reindex", help="rebuild .state.sqlite3 and .index.jsonl")
     reindex.add_argument("directory", nargs="?", default="output", help="the archive folder")
+    status = commands.add_parser("status", help="each source's health (read-only)")
+    status.add_argument("directory", nargs="?", default="output", help="the archive folder")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.add_argument(
+        "--fail-after", default="3", metavar="N",
+        help="exit status 1 when a source's last N runs all failed (default 3)",
+    )  # fmt: skip
     return parser
 
 
@@ -83,16 +99,27 @@ def harvest(args: argparse.Namespace) -> int:
     if args.quiet:
         settings.set("LOG_LEVEL", "WARNING", priority="cmdline")
     settings.set("PROGRESS_DISPLAY", _wants_progress(args), priority="cmdline")
+    if args.dry_run:  # items that would be written pass every pipeline: counted `new`
+        from crawler.archive.service import without_write_pipeline
+
+        settings.set("DRY_RUN", True, priority="cmdline")
+        settings.set("ITEM_PIPELINES", without_write_pipeline(settings), priority="cmdline")
 
     sources_file = Path(args.sources).expanduser().resolve() if args.sources else DEFAULT_SOURCES
     sources = _select(sources_file, args.only, settings)
-    with ArchiveLock(output):
+    with ArchiveLock(output, read_only=args.dry_run):
         report = harvesting.run(settings, harvesting.plan(sources), output)
-        append_run(output, report)
+        if not args.dry_run:
+            append_run(output, report)
     if args.json:
-        print(report.as_json_line(), flush=True)
+        line = report.as_json_line()
+        if args.dry_run:
+            line = json.dumps({**report.as_dict(), "dry_run": True}, ensure_ascii=False,
+                              separators=(",", ":"))  # fmt: skip
+        print(line, flush=True)
     elif not args.quiet or report.exit_status:
-        print(report.as_text(), flush=True)
+        dry = f"dry run: {output} was not changed; new = what a real run would write\n"
+        print((dry if args.dry_run else "") + report.as_text(), flush=True)
     return report.exit_status
 
 

@@ -7,18 +7,23 @@ JSON schema (also one line of ``OUTPUT_DIR/.runs.jsonl`` per harvest)::
       "finished": "2026-11-27T11:30:42+00:00",
       "seconds": 42.1,
       "output": "/srv/news",                    # the archive, absolute
-      "exit_status": 0,                         # 0 all reached, 1 a source failed
+      "exit_status": 0,                         # 0 all well, 1 a source FAILED or DRIFT
       "sources": [
         {"name": "cnbeta", "kind": "spider", "seen": 60, "new": 3, "duplicate": 57,
-         "dropped": 0, "failed": false, "seconds": 12.5}
+         "dropped": 0, "failed": false, "seconds": 12.5,
+         "status": "ok",                        # "ok", "FAILED" or "DRIFT"
+         "reason": null,                        # one line: why FAILED (or DRIFT)
+         "drift": null}                         # {"field", "example", "rate", "empty_runs"}
       ],
-      "totals": {"sources": 1, "failed": 0, "seen": 60, "new": 3, "duplicate": 57,
-                 "dropped": 0}
+      "totals": {"sources": 1, "failed": 0, "drift": 0, "seen": 60, "new": 3,
+                 "duplicate": 57, "dropped": 0}
     }
 
 ``new`` is the number of post files written; ``seen`` what the source listed; ``duplicate``
-what the archive already held; ``dropped`` what could not be archived (no title or date, a
-failed write).
+what the archive already held; ``dropped`` what could not be archived (no title or date).
+A source is FAILED when it could not be read or an article could not be written (``reason``
+says why), DRIFT when it was read but its pages no longer give what they used to
+(crawler/drift.py); either makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -44,6 +49,15 @@ class SourceResult:
     dropped: int = 0
     failed: bool = False
     seconds: float = 0.0
+    reason: str | None = None  # one line; set for every FAILED and DRIFT source
+    drift: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return "FAILED" if self.failed else "DRIFT" if self.drift else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}
 
 
 @dataclass
@@ -56,10 +70,14 @@ class Report:
 
     @property
     def exit_status(self) -> int:
-        return 1 if any(source.failed for source in self.sources) else 0
+        return 1 if any(source.status != "ok" for source in self.sources) else 0
 
     def totals(self) -> dict[str, int]:
-        totals = {"sources": len(self.sources), "failed": sum(s.failed for s in self.sources)}
+        totals = {
+            "sources": len(self.sources),
+            "failed": sum(s.status == "FAILED" for s in self.sources),
+            "drift": sum(s.status == "DRIFT" for s in self.sources),
+        }
         for name in COUNTS:
             totals[name] = sum(getattr(source, name) for source in self.sources)
         return totals
@@ -71,7 +89,7 @@ class Report:
             "seconds": self.seconds,
             "output": self.output,
             "exit_status": self.exit_status,
-            "sources": [asdict(source) for source in self.sources],
+            "sources": [source.as_dict() for source in self.sources],
             "totals": self.totals(),
         }
 
@@ -88,13 +106,15 @@ class Report:
         for s in self.sources:
             lines.append(
                 f"{s.name:<{width}}  {s.new:>5}  {s.duplicate:>9}  {s.dropped:>7}  "
-                f"{'FAILED' if s.failed else 'no':<6}  {s.seconds:>7.1f}"
+                f"{s.status if s.status != 'ok' else 'no':<6}  {s.seconds:>7.1f}"
             )
         t = self.totals()
         lines.append(
             f"{'total':<{width}}  {t['new']:>5}  {t['duplicate']:>9}  {t['dropped']:>7}  "
-            f"{t['failed']:<6}  {self.seconds:>7.1f}"
+            f"{t['failed'] + t['drift']:<6}  {self.seconds:>7.1f}"
         )
+        # Every source that is not ok, with its reason: one line each.
+        lines += [f"{s.name}: {s.status}: {s.reason}" for s in self.sources if s.status != "ok"]
         return "\n".join(lines)
 
 

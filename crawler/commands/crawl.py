@@ -1,33 +1,50 @@
-"""``scrapy crawl`` that checks spider arguments first and holds the archive's lock.
+"""``scrapy crawl`` that checks the spider and its arguments first and holds the archive's lock.
 
-A bad spider argument is one usage line and exit status 2; an archive locked by another run
-is one line and exit status 75. Nothing is fetched in either case.
+An unknown spider or a bad spider argument is one line on stderr (no usage banner, no start-up
+log) and exit status 2; an archive locked by another run is one line and exit status 75.
+Nothing is fetched in either case.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from scrapy.commands import crawl
-from scrapy.exceptions import UsageError
+from scrapy.spiderloader import get_spider_loader
 
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
 
+EXIT_USAGE = 2
+
+
+def usage_error(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
 
 class Command(crawl.Command):
-    def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        if len(args) == 1 and self.crawler_process is not None:
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        # Checked here, before Scrapy builds its crawler process (and logs its banner).
+        if len(args) != 1:
+            return  # Scrapy's own command explains its usage
+        assert self.settings is not None
+        loader = get_spider_loader(self.settings)
+        try:
+            spidercls = loader.load(args[0])
+        except KeyError:
+            known = ", ".join(sorted(loader.list()))
+            usage_error(f"no spider named {args[0]!r} (known: {known})")
+        check = getattr(spidercls, "check_arguments", None)
+        if check is not None:
             try:
-                spidercls = self.crawler_process.spider_loader.load(args[0])
-            except KeyError:
-                spidercls = None  # Scrapy's own command reports an unknown spider
-            check = getattr(spidercls, "check_arguments", None)
-            if check is not None:
-                try:
-                    check(**opts.spargs)
-                except ValueError as error:
-                    raise UsageError(str(error), print_help=False) from None
+                check(**opts.spargs)
+            except ValueError as error:
+                usage_error(str(error))
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         try:
             lock = ArchiveLock(self.settings["OUTPUT_DIR"]).acquire()

@@ -164,7 +164,3 @@ def site_home(parsed: Any, feed_url: str) -> set[str]:
         homes.add(urljoin(feed_url, site.strip()))
         homes.add(urljoin(urljoin(feed_url, site.strip()), "/"))
     return homes
-
-
-def one_line(value: object) -> str:
-    return " ".join(str(value).split())[:300]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any, Self
 
@@ -18,7 +19,15 @@ logger = logging.getLogger(__name__)
 
 
 class WriteFailed(DropItem):
-    """A post that could not be written (disk full, permissions): retried next run."""
+    """A post that could not be written (disk full, permissions): retried next run.
+
+    Its source is FAILED in the report (``write failed: ENOSPC``), so a full disk is never a
+    quiet success.
+    """
+
+    def __init__(self, message: str, errno_name: str) -> None:
+        super().__init__(message, log_level="ERROR")
+        self.errno_name = errno_name
 
 
 class WritePipeline:
@@ -64,9 +73,9 @@ class WritePipeline:
             )
         except (OSError, ValueError) as error:
             self.stats.inc_value("write/failed")
-            raise WriteFailed(
-                f"could not write {adapter['title']!r}: {error}", log_level="ERROR"
-            ) from None
+            code = getattr(error, "errno", None)
+            name = errno.errorcode.get(code, "error") if code else type(error).__name__
+            raise WriteFailed(f"could not write {adapter['title']!r}: {error}", name) from None
         if not stored.written:
             self.stats.inc_value("write/already_on_disk")
             raise DuplicateItem(f"already on disk: {stored.relpath}")

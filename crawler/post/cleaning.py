@@ -34,6 +34,12 @@ def clean_text(value: str) -> str:
     return _WHITESPACE.sub(" ", _FORBIDDEN_CHARS.sub("", value)).strip()
 
 
+def one_line(value: object, limit: int = 300) -> str:
+    """Any message as one line of at most ``limit`` characters (log lines, report reasons)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def clean_title(raw: str) -> str:
     """A title as text: tags removed, entities decoded, then :func:`clean_text`."""
     return clean_text(html.unescape(_TAG.sub("", raw)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -24,8 +25,10 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler.archive.service import ArchiveService
+from crawler.drift import count_page
+from crawler.extensions import mark_failed
 from crawler.items import Article
-from crawler.post.cleaning import clean_title
+from crawler.post.cleaning import clean_title, one_line
 from crawler.sources import Source, SourcesError, is_http_url, parse_source
 
 # Spider arguments: name -> converter from the ``-a`` string (or a sources-file value).
@@ -93,6 +96,11 @@ class HarvestSpider(scrapy.Spider):
         return converted
 
     @property
+    def sources_read(self) -> list[Source]:
+        """The sources this crawl reads (for the drift monitor and reports)."""
+        return []
+
+    @property
     def archive(self) -> ArchiveService:
         """The crawl's archive service (from ``start()`` on)."""
         return ArchiveService.of(self.crawler)
@@ -101,8 +109,9 @@ class HarvestSpider(scrapy.Spider):
         self.crawler.stats.inc_value(f"source/{source}/{stat}", value)
 
     def source_failed(self, source: str, message: str, *args: object) -> None:
-        """The source could not be read (its list, its feed): FAILED in the report."""
-        self.crawler.stats.set_value(f"source/{source}/failed", 1)
+        """The source could not be read (its list, its feed): FAILED in the report, with
+        ``message % args`` as its reason."""
+        mark_failed(self.crawler.stats, source, message % args if args else message)
         self.logger.warning("source %s failed: " + message, source, *args)
 
 
@@ -218,6 +227,10 @@ class SiteSpider(HarvestSpider):
             "timezone": arguments.get("timezone") or cls.default_timezone,
         }
 
+    @property
+    def sources_read(self) -> list[Source]:
+        return [self.source]
+
     # --- the mirror -----------------------------------------------------------------------
 
     @property
@@ -314,6 +327,16 @@ class SiteSpider(HarvestSpider):
         contract (``scrapy check``) fails on a page it cannot read.
         """
         titled = bool(clean_title(title or ""))
+        missing = [
+            field
+            for field, present in (
+                ("title", titled),
+                ("date", published is not None),
+                ("body", has_content(body)),
+            )
+            if not present
+        ]
+        count_page(self.crawler.stats, self.source.name, listing.url, missing)
         if not titled:
             self.archive.page_failed(listing.url, "missing_title")
         elif published is None:
@@ -336,6 +359,21 @@ class SiteSpider(HarvestSpider):
             "strip_selectors": [*self.widget_selectors, *remove],
         }
         return Article(**{name: value for name, value in fields.items() if value is not None})
+
+
+_TAG = re.compile(r"<[^<>]*>")  # [^<>]: linear on hostile text such as "<<<<<<"
+
+
+def has_content(body: str | None) -> bool:
+    """Whether an article body has any text or image at all."""
+    return bool(body) and ("<img" in body or bool(_TAG.sub("", body).strip()))
+
+
+def failure_reason(failure: Failure) -> str:
+    """Why a request finally failed, in a few words: ``HTTP 503`` or the network error."""
+    if failure.check(HttpError):
+        return f"HTTP {failure.value.response.status}"
+    return one_line(failure.getErrorMessage())
 
 
 def _http_url(value: Any) -> str:

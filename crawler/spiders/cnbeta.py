@@ -26,9 +26,17 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
+from crawler.drift import layout_changed
 from crawler.extract.dates import parse_date
 from crawler.items import Article
-from crawler.spiders.base import ArgumentSpec, Listing, SiteSpider, text_title, whole_number
+from crawler.spiders.base import (
+    ArgumentSpec,
+    Listing,
+    SiteSpider,
+    failure_reason,
+    text_title,
+    whole_number,
+)
 
 SITE = "https://www.cnbeta.com.tw"
 SITE_TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -74,6 +82,9 @@ class CnbetaSpider(SiteSpider):
         for href in response.css("div.items-area > div.item > dl > dt > a::attr(href)").getall():
             self._add_listing(href, None)
         self.stat("listed_home", len(self.listed))
+        if not self.listed:  # the home page always lists articles: its markup changed
+            layout_changed(self.crawler.stats, self.source.name, "list", response.url)
+            self.problem("home_without_list", "no article list on the home page %s", response.url)
         token = response.css('meta[name="csrf-token"]::attr(content)').get()
         if not self.pages:
             yield from self._article_requests()
@@ -84,7 +95,8 @@ class CnbetaSpider(SiteSpider):
 
     def home_failed(self, failure: Failure) -> None:
         self.request_failed("home", failure)
-        self.source_failed(self.source.name, "home page not fetched")
+        url = failure.request.url  # type: ignore[attr-defined]
+        self.source_failed(self.source.name, "home page %s: %s", url, failure_reason(failure))
 
     def _more_request(self, page: int, token: str) -> scrapy.Request:
         url = f"{SITE}/home/more?type=all&page={page}&_csrf={quote(token, safe='')}"
@@ -130,6 +142,7 @@ class CnbetaSpider(SiteSpider):
         result = data.get("result") if isinstance(data, dict) else None
         entries = result.get("list") if isinstance(result, dict) else result
         if not isinstance(entries, list):
+            layout_changed(self.crawler.stats, self.source.name, "list", response.url)
             self.problem(
                 "list_page_unexpected_json",
                 "JSON list page %d has no result list (state=%r, message=%r)",

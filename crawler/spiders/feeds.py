@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 import scrapy
 from scrapy import signals
 from scrapy.http import Response, TextResponse
-from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from crawler.extract.feed import FeedEntry, feed_entries, is_feed, one_line, parse_feed
+from crawler.drift import count_page
+from crawler.extract.feed import FeedEntry, feed_entries, is_feed, parse_feed
 from crawler.extract.fulltext import extract_article
 from crawler.items import Article
 from crawler.pipelines.write import WriteFailed
+from crawler.post.cleaning import one_line
 from crawler.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -31,7 +32,13 @@ from crawler.sources import (
     parse_source,
     select_sources,
 )
-from crawler.spiders.base import ArgumentError, ArgumentSpec, HarvestSpider, string_list
+from crawler.spiders.base import (
+    ArgumentError,
+    ArgumentSpec,
+    HarvestSpider,
+    failure_reason,
+    string_list,
+)
 
 
 class FeedsSpider(HarvestSpider):
@@ -65,6 +72,10 @@ class FeedsSpider(HarvestSpider):
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._incomplete: set[str] = set()  # feeds with an item that failed: keep no validators
         self._started: dict[str, tuple[Source, float]] = {}  # feed URL -> source, start time
+
+    @property
+    def sources_read(self) -> list[Source]:
+        return self.feed_sources
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
@@ -170,10 +181,16 @@ class FeedsSpider(HarvestSpider):
         for entry in feed_entries(parsed, response.url, source.zone, fetched_at):
             self.count(source.name, "seen")
             if entry is None:
+                count_page(stats, source.name, None, ["title"])
                 stats.inc_value("feeds/entry_without_title")
                 self.count(source.name, "dropped")
                 self.logger.info("source %s: entry without a title dropped", source.name)
                 continue
+            # Drift of a feed: entries without a title or any date. A feed without bodies
+            # (link-only: Hacker News, Lobsters) is how it is meant, not a change.
+            count_page(
+                stats, source.name, entry.link, ["date"] if entry.date_from == "missing" else []
+            )
             if entry.date_from in ("missing", "future"):
                 stats.inc_value(
                     "feeds/entry_without_date"
@@ -230,7 +247,7 @@ class FeedsSpider(HarvestSpider):
             "source %s: article %s not fetched (%s); keeping the feed's text",
             item["source"],
             item["url"],
-            _failure_reason(failure),
+            failure_reason(failure),
         )
         yield item
 
@@ -239,7 +256,7 @@ class FeedsSpider(HarvestSpider):
     def feed_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
         source = request.cb_kwargs["source"]
-        self._feed_failed(source, f"{_failure_reason(failure)}: {request.url}")
+        self._feed_failed(source, f"{failure_reason(failure)}: {request.url}")
         self._finished(request.meta["feed_url"])
 
     def _feed_failed(self, source: Source, message: str) -> None:
@@ -333,9 +350,3 @@ def _header_dict(response: Response) -> dict[str, str]:
 def _header(response: Response, name: str) -> str | None:
     value = response.headers.get(name)
     return value.decode("latin-1") if value else None
-
-
-def _failure_reason(failure: Failure) -> str:
-    if failure.check(HttpError):
-        return f"HTTP {failure.value.response.status}"
-    return one_line(failure.getErrorMessage())

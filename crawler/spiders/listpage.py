@@ -12,7 +12,7 @@ from parsel import SelectorList
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.spiders.base import ArgumentSpec, Listing, whole_number
+from crawler.spiders.base import ArgumentSpec, Listing, failure_reason, whole_number
 from crawler.spiders.pages import PageSpider
 
 
@@ -70,8 +70,10 @@ class ListSourceSpider(PageSpider):
 
     def list_failed(self, failure: Failure) -> None:
         self.request_failed("list_page", failure)
-        if failure.request.cb_kwargs["page"] == 1:  # type: ignore[attr-defined]
-            self.source_failed(self.source.name, "list page not fetched")
+        request = failure.request  # type: ignore[attr-defined]
+        if request.cb_kwargs["page"] == 1:
+            reason = failure_reason(failure)
+            self.source_failed(self.source.name, "list page %s: %s", request.url, reason)
 
 
 def _hrefs(selected: SelectorList) -> list[str]:

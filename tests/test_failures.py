@@ -1,0 +1,174 @@
+"""Unattended runs that tell the truth: every failure reaches the report with its reason and
+the exit status; a site whose markup changed is flagged DRIFT."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest_twisted
+from pytest_httpserver import HTTPServer
+from support import (
+    FAST,
+    PROJECT_ROOT,
+    TESTS,
+    crawl_in_process,
+    run_scrapy,
+    serve_cnbeta,
+    source_table,
+    usage_error,
+    write_sources,
+)
+
+from crawler.archive.state import ArchiveState
+
+EMPTY_RSS = (
+    '<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title>'
+    "<link>https://quiet.example/</link><description>d</description></channel></rss>"
+)
+
+
+def test_an_unknown_spider_is_one_line_and_exit_2() -> None:
+    message = usage_error(run_scrapy("crawl", "nosuchspider"))
+    assert message == "no spider named 'nosuchspider' (known: cnbeta, feeds, list, sitemap)"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_that_cannot_be_written_fails_its_source(
+    feed_site: HTTPServer, tmp_path: Path
+) -> None:
+    (tmp_path / "2021").write_text("a file where the year's folder should be")
+    result = await crawl_in_process(
+        "feeds", tmp_path, url=feed_site.url_for("/feeds/conditional.xml"), author="Verge"
+    )
+    name = "localhost" if "localhost" in feed_site.url_for("/") else "127.0.0.1"
+    assert result.stat(f"source/{name}/failed") == 1
+    assert result.stats[f"source/{name}/reason"] == "write failed: ENOTDIR"
+    assert result.stat("write/failed") == 2
+    # Not a word of it is remembered: the next run fetches the feed in full again.
+    state = ArchiveState(tmp_path)
+    assert state.feed_validators(feed_site.url_for("/feeds/conditional.xml")) == (None, None)
+    state.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_exception_in_a_callback_fails_the_source_with_its_reason(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """A zone offset no clock has (+99:99) breaks the entry loop (contained per entry in a
+    later step); until then, the failure must at least be reported."""
+    httpserver.expect_request("/bad.xml").respond_with_data(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        "<item><title>a</title><link>https://e.com/a</link>"
+        "<pubDate>2021-07-17T10:00:00+99:99</pubDate></item></channel></rss>",
+        content_type="application/rss+xml",
+    )
+    result = await crawl_in_process("feeds", tmp_path, url=httpserver.url_for("/bad.xml"))
+    (name,) = {key.split("/")[1] for key in result.stats if key.endswith("/failed")}
+    reason = result.stats[f"source/{name}/reason"]
+    assert reason.startswith(f"error reading {httpserver.url_for('/bad.xml')}: ValueError: ")
+    assert "\n" not in reason
+
+
+def harvest_with_broken_spiders(sources: Path, output: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(PROJECT_ROOT)])}
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", "harvest", *FAST, "--json",
+         "-s", "SPIDER_MODULES=crawler.spiders,broken_spiders",
+         "--sources", str(sources), "--output", str(output)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, env=env,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+
+
+def test_crawls_that_cannot_start_fail_with_a_reason_and_the_rest_run(
+    feed_site: HTTPServer, tmp_path: Path
+) -> None:
+    categories = ["a", "b", "c"]
+    sources = write_sources(
+        tmp_path / "sources.toml", feed_site,
+        source_table("exploding", spider="exploding", categories=categories, author="A"),
+        source_table("startfails", spider="startfails", categories=categories, author="A"),
+        source_table("rdf", url="{base}/feeds/rss1.rdf", categories=categories, author="A"),
+    )  # fmt: skip
+    done = harvest_with_broken_spiders(sources, tmp_path / "out")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    by_name = {source["name"]: source for source in report["sources"]}
+    assert by_name["exploding"]["status"] == "FAILED"
+    assert by_name["exploding"]["reason"] == "crawl failed: RuntimeError: boom while starting"
+    assert by_name["startfails"]["status"] == "FAILED"
+    assert "RuntimeError: no start requests today" in by_name["startfails"]["reason"]
+    assert (by_name["rdf"]["status"], by_name["rdf"]["new"]) == ("ok", 1)
+    assert "Unhandled error in Deferred" not in done.stderr
+    runs = (tmp_path / "out" / ".runs.jsonl").read_text().splitlines()
+    assert json.loads(runs[-1]) == report
+
+
+# --- drift -----------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_home_page_without_its_list_is_drift_at_once(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    serve_cnbeta(httpserver)
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/").respond_with_data(
+        '<html><head><meta name="csrf-token" content="x"></head><body>'
+        '<div class="new-layout"><a href="/articles/tech/1.htm">a</a></div></body></html>',
+        content_type="text/html; charset=utf-8",
+    )
+    base = httpserver.url_for("").rstrip("/")
+    result = await crawl_in_process("cnbeta", tmp_path, base_url=base, pages=0)
+    drift = result.stats["source/cnbeta/drift"]
+    assert drift == {
+        "field": "list",
+        "example": f"{base}/",
+        "rate": None,
+        "empty_runs": None,
+    }
+    assert "source cnbeta: DRIFT: unexpected list" in result.log
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_source_that_gives_nothing_three_runs_in_a_row_is_drift(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/quiet.xml").respond_with_data(
+        EMPTY_RSS, content_type="application/rss+xml"
+    )
+    url = httpserver.url_for("/quiet.xml")
+    results = [await crawl_in_process("feeds", tmp_path, url=url) for _ in range(3)]
+    (name,) = {key.split("/")[1] for key in results[0].stats if key.startswith("source/")}
+    assert [r.stats.get(f"source/{name}/drift") for r in results[:2]] == [None, None]
+    assert results[2].stats[f"source/{name}/drift"]["empty_runs"] == 3
+    state = ArchiveState(tmp_path)
+    assert state.empty_runs(name) == 3
+    state.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_breaking_the_schema_is_dropped_and_counted(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    long_title = "长" * 2500  # longer than a front-matter line may be
+    items = "".join(
+        f"<item><title>{title}</title><link>https://e.com/{i}</link>"
+        f"<pubDate>Sat, 17 Jul 2021 14:35:32 GMT</pubDate><description>text {i}</description>"
+        "</item>"
+        for i, title in enumerate(["fine", long_title])
+    )
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>',
+        content_type="application/rss+xml; charset=utf-8",
+    )
+    result = await crawl_in_process("feeds", tmp_path, url=httpserver.url_for("/feed.xml"))
+    (name,) = {key.split("/")[1] for key in result.stats if key.endswith("/parsed")}
+    assert result.stat("write/written") == 1
+    assert result.stat(f"source/{name}/invalid") == 1
+    assert result.stats[f"source/{name}/example/title"] == "https://e.com/1"
+    assert "post does not follow the format (title: maxLength failed)" in result.log
