@@ -1,4 +1,4 @@
-"""``python -m crawler harvest|reindex``: see crawler/cli.py."""
+"""``python -m crawler harvest|reindex|status``: see crawler/cli/main.py."""
 
 from crawler.cli import main
 

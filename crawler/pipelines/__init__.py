@@ -1,1 +1,2 @@
-"""Item pipelines, in the order ITEM_PIPELINES runs them: normalize -> dedup -> write."""
+"""Item pipelines, in the order ITEM_PIPELINES runs them: normalize -> dedup -> validate ->
+write."""
