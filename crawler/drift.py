@@ -66,12 +66,19 @@ def layout_changed(stats: Any, source: str, field: str, url: str | None) -> None
 
 
 def is_empty_run(stats: dict[str, Any], source: str) -> bool:
-    """Reached, but listed nothing, or gave neither a new nor a known article."""
+    """Reached, but listed nothing, or gave neither a new nor a known article.
+
+    A feed that answered 304 Not Modified is not empty (it said nothing changed), and an
+    article a site spider did not fetch because the archive holds it is a known one.
+    """
 
     def value(name: str) -> int:
         return int(stats.get(f"source/{source}/{name}", 0))
 
-    return value("seen") == 0 or (value("new") == 0 and value("duplicate") == 0)
+    if value("not_modified"):
+        return False
+    known = value("duplicate") + value("article_skipped_archived")
+    return value("seen") == 0 or (value("new") == 0 and known == 0)
 
 
 def drift_of(

@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
 from support import (
@@ -16,6 +18,7 @@ from support import (
     PROJECT_ROOT,
     TESTS,
     crawl_in_process,
+    fixture_server,
     run_scrapy,
     serve_cnbeta,
     source_table,
@@ -24,6 +27,13 @@ from support import (
 )
 
 from crawler.archive.state import ArchiveState
+
+
+@pytest.fixture(scope="module")
+def cnbeta_server() -> Iterator[HTTPServer]:
+    with fixture_server(serve_cnbeta) as server:
+        yield server
+
 
 EMPTY_RSS = (
     '<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title>'
@@ -148,6 +158,28 @@ async def test_a_source_that_gives_nothing_three_runs_in_a_row_is_drift(
     assert results[2].stats[f"source/{name}/drift"]["empty_runs"] == 3
     state = ArchiveState(tmp_path)
     assert state.empty_runs(name) == 3
+    state.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unchanged_sources_are_not_empty_runs(
+    feed_site: HTTPServer, cnbeta_server: HTTPServer, tmp_path: Path
+) -> None:
+    """A feed that answers 304, and a site whose listed articles are all archived, are quiet
+    because nothing happened: never DRIFT, however many runs in a row."""
+    url = feed_site.url_for("/feeds/conditional.xml")
+    feeds = [await crawl_in_process("feeds", tmp_path / "f", url=url) for _ in range(4)]
+    assert [r.stat("feeds/not_modified") for r in feeds] == [None, 1, 1, 1]
+    assert not any(key.endswith("/drift") for r in feeds for key in r.stats)
+    base = cnbeta_server.url_for("").rstrip("/")
+    settings = {"DRIFT_MIN_EXTRACTION": 0.5}  # the fixture site has one undated article
+    sites = [
+        await crawl_in_process("cnbeta", tmp_path / "c", settings, base_url=base) for _ in range(4)
+    ]
+    assert sites[-1].stat("source/cnbeta/article_skipped_archived") == 7
+    assert not any("source/cnbeta/drift" in r.stats for r in sites)
+    state = ArchiveState(tmp_path / "c")
+    assert state.empty_runs("cnbeta") == 0
     state.close()
 
 

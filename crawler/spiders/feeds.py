@@ -145,6 +145,7 @@ class FeedsSpider(HarvestSpider):
         feed_url = response.meta["feed_url"]
         if response.status == 304:
             stats.inc_value("feeds/not_modified")
+            self.count(source.name, "not_modified")
             self.logger.info("source %s: not modified since the last run", source.name)
             self._finished(feed_url)
             return
