@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from support import (
     TESTS,
     crawl_in_process,
     fixture_server,
+    run_concurrently,
     run_scrapy,
     serve_cnbeta,
     source_table,
@@ -204,3 +206,25 @@ async def test_a_post_breaking_the_schema_is_dropped_and_counted(
     assert result.stat(f"source/{name}/invalid") == 1
     assert result.stats[f"source/{name}/example/title"] == "https://e.com/1"
     assert "post does not follow the format (title: maxLength failed)" in result.log
+
+
+# --- configuration mistakes: one line, exit 2, nothing fetched ---------------------------------
+
+
+BAD_SETTINGS = {
+    "MAX_AGE_DAYS=abc": "-s MAX_AGE_DAYS='abc': must be a number of days >= 0",
+    "MAX_AGE_DAYS=-1": "-s MAX_AGE_DAYS='-1': must be a number of days >= 0",
+    "MAX_AGE_DAYS=nan": "-s MAX_AGE_DAYS='nan': must be a number of days >= 0",
+    "DRIFT_MIN_EXTRACTION=2": "-s DRIFT_MIN_EXTRACTION='2': must be a share between 0 and 1",
+    "LOG_LEVEL=LOUD": "-s LOG_LEVEL='LOUD': must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    "DOWNLOAD_TIMEOUT=0": "-s DOWNLOAD_TIMEOUT='0': must be a number of seconds > 0",
+    "TWISTED_REACTOR=x.Y": "-s TWISTED_REACTOR='x.Y': the harvester runs on",
+}
+
+
+def test_a_bad_setting_is_one_line_and_exit_2() -> None:
+    done = run_concurrently(
+        {setting: partial(run_scrapy, "crawl", "cnbeta", "-s", setting) for setting in BAD_SETTINGS}
+    )
+    for setting, message in BAD_SETTINGS.items():
+        assert usage_error(done[setting]).startswith(message), setting

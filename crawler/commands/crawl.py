@@ -15,6 +15,7 @@ from scrapy.commands import crawl
 from scrapy.spiderloader import get_spider_loader
 
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.checks import SettingError, check_settings
 
 EXIT_USAGE = 2
 
@@ -28,9 +29,13 @@ class Command(crawl.Command):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         # Checked here, before Scrapy builds its crawler process (and logs its banner).
+        assert self.settings is not None
+        try:
+            check_settings(self.settings)
+        except SettingError as error:
+            usage_error(str(error))
         if len(args) != 1:
             return  # Scrapy's own command explains its usage
-        assert self.settings is not None
         loader = get_spider_loader(self.settings)
         try:
             spidercls = loader.load(args[0])

@@ -1,0 +1,74 @@
+"""Settings checked before anything is fetched: a value a run cannot work with is a
+configuration mistake (one line, exit status 2), never a traceback in the middle of a run."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from crawler.sources import is_http_url
+
+
+class SettingError(ValueError):
+    """A setting's value cannot work; the message names the setting."""
+
+
+def _number(minimum: float, maximum: float = math.inf) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        return math.isfinite(number) and minimum <= number <= maximum
+
+    return check
+
+
+def _whole(minimum: int) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            return int(str(value)) >= minimum
+        except ValueError:
+            return False
+
+    return check
+
+
+def _log_level(value: Any) -> bool:
+    return isinstance(logging.getLevelName(str(value).upper()), int)
+
+
+# setting -> (test, what it must be)
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "MAX_AGE_DAYS": (_number(0), "a number of days >= 0"),
+    "SITEMAP_MAX_AGE_DAYS": (_number(0), "a number of days >= 0"),
+    "FAILED_ARTICLE_RETRY_AFTER": (_number(0), "a number of seconds >= 0"),
+    "DRIFT_MIN_EXTRACTION": (_number(0, 1), "a share between 0 and 1"),
+    "DRIFT_MIN_PAGES": (_whole(1), "a whole number >= 1"),
+    "DRIFT_EMPTY_RUNS": (_whole(0), "a whole number >= 0"),
+    "DOWNLOAD_TIMEOUT": (_number(0.001, 86400), "a number of seconds > 0"),
+    "DOWNLOAD_DELAY": (_number(0, 86400), "a number of seconds >= 0"),
+    "RETRY_TIMES": (_whole(0), "a whole number >= 0"),
+    "RETRY_BACKOFF_BASE": (_number(0, 86400), "a number of seconds >= 0"),
+    "RETRY_BACKOFF_MAX": (_number(0, 86400), "a number of seconds >= 0"),
+    "RETRY_AFTER_MAX": (_number(0, 86400), "a number of seconds >= 0"),
+    "CONCURRENT_REQUESTS_PER_DOMAIN": (_whole(1), "a whole number >= 1"),
+    "LOG_LEVEL": (_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    "RSSHUB_BASE": (is_http_url, "an http(s) URL"),
+}
+
+
+def check_settings(settings: Any) -> None:
+    """Raise :class:`SettingError` for the first setting a run cannot work with."""
+    for name, (test, expected) in CHECKS.items():
+        value = settings.get(name)
+        if value is not None and not test(value):
+            raise SettingError(f"-s {name}={str(value)[:80]!r}: must be {expected}")
+    reactor = settings.get("TWISTED_REACTOR")
+    if reactor and reactor != "twisted.internet.asyncioreactor.AsyncioSelectorReactor":
+        raise SettingError(
+            f"-s TWISTED_REACTOR={str(reactor)[:80]!r}: the harvester runs on "
+            "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+        )
