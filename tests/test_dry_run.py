@@ -167,12 +167,12 @@ class NoArchive:
 
 @background_job
 def dry_run_of_no_archive(home: Path) -> NoArchive:
-    """A dry run (--json) into an archive folder that does not exist."""
+    """A dry run (as ``-s DRY_RUN=true``, the same) into an archive folder that does not exist."""
     with fixture_server(serve_feeds) as site:
         sources = write_sources(home / "sources.toml", site, RDF, ETAGGED)
         done = run_harvest(
             "--sources", str(sources), "--output", str(home / "nowhere" / "archive"),
-            "--dry-run", "--json",
+            "-s", "DRY_RUN=true", "--json",
         )  # fmt: skip
     return NoArchive(done, sorted(os.listdir(home)))
 

@@ -83,6 +83,7 @@ def harvest(args: argparse.Namespace) -> int:
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
     from scrapy.utils.project import get_project_settings
 
+    from crawler.checks import SettingError, check_settings
     from crawler.cli import harvest as harvesting
     from crawler.cli.report import append_run
 
@@ -99,7 +100,12 @@ def harvest(args: argparse.Namespace) -> int:
     if args.quiet:
         settings.set("LOG_LEVEL", "WARNING", priority="cmdline")
     settings.set("PROGRESS_DISPLAY", _wants_progress(args), priority="cmdline")
-    if args.dry_run:  # items that would be written pass every pipeline: counted `new`
+    try:
+        check_settings(settings)
+    except SettingError as error:
+        raise UsageFailure(str(error)) from None
+    dry_run = args.dry_run or settings.getbool("DRY_RUN")  # --dry-run or -s DRY_RUN=True
+    if dry_run:  # items that would be written pass every pipeline: counted `new`
         from crawler.archive.service import without_write_pipeline
 
         settings.set("DRY_RUN", True, priority="cmdline")
@@ -107,19 +113,19 @@ def harvest(args: argparse.Namespace) -> int:
 
     sources_file = Path(args.sources).expanduser().resolve() if args.sources else DEFAULT_SOURCES
     sources = _select(sources_file, args.only, settings)
-    with ArchiveLock(output, read_only=args.dry_run):
+    with ArchiveLock(output, read_only=dry_run):
         report = harvesting.run(settings, harvesting.plan(sources), output)
-        if not args.dry_run:
+        if not dry_run:
             append_run(output, report)
     if args.json:
         line = report.as_json_line()
-        if args.dry_run:
+        if dry_run:
             line = json.dumps({**report.as_dict(), "dry_run": True}, ensure_ascii=False,
                               separators=(",", ":"))  # fmt: skip
         print(line, flush=True)
     elif not args.quiet or report.exit_status:
         dry = f"dry run: {output} was not changed; new = what a real run would write\n"
-        print((dry if args.dry_run else "") + report.as_text(), flush=True)
+        print((dry if dry_run else "") + report.as_text(), flush=True)
     return report.exit_status
 
 

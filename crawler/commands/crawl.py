@@ -52,7 +52,8 @@ class Command(crawl.Command):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         try:
-            lock = ArchiveLock(self.settings["OUTPUT_DIR"]).acquire()
+            dry_run = self.settings.getbool("DRY_RUN")
+            lock = ArchiveLock(self.settings["OUTPUT_DIR"], read_only=dry_run).acquire()
         except ArchiveLocked as locked:
             print(f"error: {locked}", file=sys.stderr)
             raise SystemExit(EXIT_LOCKED) from None

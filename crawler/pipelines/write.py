@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem
+from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.statscollectors import StatsCollector
 
 from crawler.archive.service import ArchiveService
@@ -45,6 +45,8 @@ class WritePipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
+        if crawler.settings.getbool("DRY_RUN"):
+            raise NotConfigured("dry run: nothing is written")
         return cls(crawler.stats, ArchiveService.of(crawler))
 
     def process_item(self, item: Any) -> Any:
