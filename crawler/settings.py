@@ -86,6 +86,17 @@ EXTENSIONS = {
 # A live progress line on stderr; the harvest command turns it on only at a terminal.
 PROGRESS_DISPLAY = False
 
+# --- Limits: every byte from the web is hostile ----------------------------------------------
+# A response larger than this (after decompression too: gzip bombs) is dropped, not read.
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
+# Titles longer than this many characters are cut (with "…"); real headlines are far shorter.
+MAX_TITLE_LENGTH = 300
+# No listening consoles: Scrapy's telnet console and remote-control server run arbitrary
+# Python inside the crawler for whoever reaches their port.
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+
 # --- Scrapy housekeeping -------------------------------------------------------------------
 FEED_EXPORT_ENCODING = "utf-8"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"

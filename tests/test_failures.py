@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
+from scrapy.utils.test import get_crawler
 from support import (
     FAST,
     PROJECT_ROOT,
@@ -29,6 +31,7 @@ from support import (
 )
 
 from crawler.archive.state import ArchiveState
+from crawler.pipelines.validate import InvalidPost, ValidatePipeline
 
 
 @pytest.fixture(scope="module")
@@ -186,26 +189,47 @@ async def test_unchanged_sources_are_not_empty_runs(
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_post_breaking_the_schema_is_dropped_and_counted(
-    httpserver: HTTPServer, tmp_path: Path
-) -> None:
-    long_title = "长" * 2500  # longer than a front-matter line may be
-    items = "".join(
-        f"<item><title>{title}</title><link>https://e.com/{i}</link>"
-        f"<pubDate>Sat, 17 Jul 2021 14:35:32 GMT</pubDate><description>text {i}</description>"
-        "</item>"
-        for i, title in enumerate(["fine", long_title])
-    )
+async def test_an_overlong_title_is_cut(httpserver: HTTPServer, tmp_path: Path) -> None:
     httpserver.expect_request("/feed.xml").respond_with_data(
-        f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>',
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{'长' * 2500}</title><link>https://e.com/1</link>"
+        "<pubDate>Sat, 17 Jul 2021 14:35:32 GMT</pubDate><description>d</description></item>"
+        "</channel></rss>",
         content_type="application/rss+xml; charset=utf-8",
     )
     result = await crawl_in_process("feeds", tmp_path, url=httpserver.url_for("/feed.xml"))
-    (name,) = {key.split("/")[1] for key in result.stats if key.endswith("/parsed")}
-    assert result.stat("write/written") == 1
-    assert result.stat(f"source/{name}/invalid") == 1
-    assert result.stats[f"source/{name}/example/title"] == "https://e.com/1"
-    assert "post does not follow the format (title: maxLength failed)" in result.log
+    (post,) = result.posts().values()
+    assert post["title"] == "长" * 299 + "…"
+    assert result.stat("normalize/title_truncated") == 1
+
+
+def test_a_post_breaking_the_schema_is_dropped_and_counted() -> None:
+    stats = get_crawler().stats
+    pipeline = ValidatePipeline(stats)
+    good = {
+        "title": "Valve announces the Steam Deck",
+        "categories": ["Tech", "The Verge", "All"],
+        "lead_image": "https://cdn.example/deck.jpg",
+        "author": "The Verge",
+        "published": datetime(2021, 7, 15, 21, tzinfo=UTC),
+        "body": "<p>Valve is making a handheld.</p>",
+        "source": "verge",
+        "url": "https://www.theverge.com/a",
+    }
+    assert pipeline.process_item(dict(good)) == good
+    broken = {
+        "lead_image": "https://cdn.example/a deck.jpg",  # a space: not a URL
+        "body": "<p>a</p>\n\n<p>b</p>",  # an empty line: Hexo would end the HTML block
+        "categories": [],
+        "title": " padded",
+    }
+    for field, value in broken.items():
+        with pytest.raises(
+            InvalidPost, match=rf"\({'headimg' if field == 'lead_image' else field}:"
+        ):
+            pipeline.process_item({**good, field: value})
+    assert stats.get_value("source/verge/invalid") == 4
+    assert stats.get_value("source/verge/example/body") == "https://www.theverge.com/a"
 
 
 # --- configuration mistakes: one line, exit 2, nothing fetched ---------------------------------

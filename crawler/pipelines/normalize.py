@@ -15,6 +15,10 @@ from crawler.post.cleaning import clean_body, clean_text, clean_title
 from crawler.post.keys import key_digest, story_keys
 
 
+# Characters of raw body HTML kept at most (2 M: ten times a long article with markup).
+MAX_BODY_LENGTH = 2_000_000
+
+
 class NormalizePipeline:
     """Turns whatever a spider yielded into an article every later step can trust.
 
@@ -22,14 +26,22 @@ class NormalizePipeline:
     usable publication time.
     """
 
-    def __init__(self, stats: StatsCollector, fallback_image: str) -> None:
+    def __init__(
+        self, stats: StatsCollector, fallback_image: str, max_title_length: int = 300
+    ) -> None:
         self.stats = stats
         self.fallback_image = fallback_image
+        self.max_title_length = max_title_length
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
         assert crawler.stats is not None
-        return cls(crawler.stats, crawler.settings.get("FALLBACK_IMAGE"))
+        settings = crawler.settings
+        return cls(
+            crawler.stats,
+            settings.get("FALLBACK_IMAGE"),
+            settings.getint("MAX_TITLE_LENGTH", 300),
+        )
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
@@ -37,6 +49,9 @@ class NormalizePipeline:
         title = clean_title(adapter.get("title") or "")
         if not title:
             self._drop("missing_title", f"article without a title: {url}")
+        if len(title) > self.max_title_length:
+            title = title[: self.max_title_length - 1].rstrip() + "…"
+            self.stats.inc_value("normalize/title_truncated")
         published = adapter.get("published")
         if not isinstance(published, datetime):
             self._drop("missing_date", f"article without a publication time: {url}")
@@ -45,7 +60,13 @@ class NormalizePipeline:
         published = published.astimezone(UTC)
 
         base = clean_text(adapter.get("body_base") or "") or url
-        body = clean_body(adapter.get("body") or "", base, adapter.get("strip_selectors") or ())
+        raw_body = adapter.get("body") or ""
+        if len(raw_body) > MAX_BODY_LENGTH:
+            # No article is this long; hostile text this size would cost the sanitizer
+            # (super-linear on some inputs) seconds. Cut, sanitize what is left, count it.
+            raw_body = raw_body[:MAX_BODY_LENGTH]
+            self.stats.inc_value("normalize/body_truncated")
+        body = clean_body(raw_body, base, adapter.get("strip_selectors") or ())
         adapter["title"] = title
         adapter["url"] = url
         adapter["published"] = published

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -19,14 +20,19 @@ from lxml import html as lxml_html
 
 # C0 and C1 controls, DEL, the Unicode line/paragraph separators, BOM, lone surrogates and
 # the noncharacters U+FFFE/U+FFFF: YAML folds or rejects all of them. Tab, LF and CR are white
-# space and are collapsed instead.
+# space and are collapsed instead. Bidi embedding, override and isolate controls
+# (U+202A-U+202E, U+2066-U+2069) could make a title read differently from what it is.
 _FORBIDDEN_CHARS = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ufeff\ufffe\uffff\ud800-\udfff]"
 )
 _WHITESPACE = re.compile(r"\s+")
 # Something that looks like a tag: '<' followed by a letter, '/', '!' or '?'. A bare '<' in
-# text ("a < b") is left alone.
-_TAG = re.compile(r"<[a-zA-Z/!?][^>]*>")
+# text ("a < b") is left alone. [^<>]: a match gives up at the next '<', so hostile text
+# such as "<a<a<a<a..." (no '>') is linear, not quadratic.
+_TAG = re.compile(r"<[a-zA-Z/!?][^<>]*>")
+# What a reader sees: letters, marks, digits, punctuation, symbols.
+_VISIBLE = frozenset("LMNPS")
 
 
 def clean_text(value: str) -> str:
@@ -41,8 +47,12 @@ def one_line(value: object, limit: int = 300) -> str:
 
 
 def clean_title(raw: str) -> str:
-    """A title as text: tags removed, entities decoded, then :func:`clean_text`."""
-    return clean_text(html.unescape(_TAG.sub("", raw)))
+    """A title as text: tags removed, entities decoded, then :func:`clean_text`.
+
+    A title with nothing visible in it (only format characters, zero-width spaces) is "".
+    """
+    title = clean_text(html.unescape(_TAG.sub("", raw)))
+    return title if any(unicodedata.category(c)[0] in _VISIBLE for c in title) else ""
 
 
 # Attributes that lazy-loading scripts read the real image address from.
@@ -140,7 +150,8 @@ def _remove_keeping_tail(element: lxml_html.HtmlElement) -> None:
 def _promote_lazy_sources(root: lxml_html.HtmlElement) -> None:
     for element in root.iter("img", "iframe", "source", "video", "embed", "audio"):
         for attribute in LAZY_SRC_ATTRIBUTES:
-            value = (element.get(attribute) or "").strip()
+            # lxml refuses attribute values with control characters: none belong in a URL.
+            value = _FORBIDDEN_CHARS.sub("", element.get(attribute) or "").strip()
             if value:
                 element.set("src", value)
                 break
@@ -207,7 +218,7 @@ def encode_for_post(sanitized: str) -> str:
     inside ``<pre>`` they matter, so the line break before them is written ``&#10;``.
     No leading or trailing newline.
     """
-    text = sanitized.replace("{", "&#123;").replace("}", "&#125;")
+    text = _BODY_CONTROLS.sub("", sanitized).replace("{", "&#123;").replace("}", "&#125;")
     pre_spans = _pre_spans(text)
     out: list[str] = []
     offset = 0  # offset in ``text`` of the line being looked at
@@ -217,9 +228,19 @@ def encode_for_post(sanitized: str) -> str:
             if any(start <= newline_at < end for start, end in pre_spans):
                 out[-1] += "&#10;" + line
         elif line.strip():
-            out.append(line)
+            out.append(_FENCE.sub(_encode_fence, line))
         offset += len(line) + 1
     return "\n".join(out).strip()
+
+
+# C0 controls other than tab, LF and CR, and DEL: never article text.
+_BODY_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A line Hexo's backtick filter would take for a fenced code block: ``` or ~~~ at its start.
+_FENCE = re.compile(r"^(\s*)([`~])(?=\2\2)")
+
+
+def _encode_fence(match: re.Match[str]) -> str:
+    return match.group(1) + ("&#96;" if match.group(2) == "`" else "&#126;")
 
 
 def _pre_spans(text: str) -> list[tuple[int, int]]:
