@@ -14,7 +14,6 @@ from scrapy.statscollectors import StatsCollector
 from crawler.post.cleaning import clean_body, clean_text, clean_title
 from crawler.post.keys import key_digest, story_keys
 
-
 # Characters of raw body HTML kept at most (2 M: ten times a long article with markup).
 MAX_BODY_LENGTH = 2_000_000
 
