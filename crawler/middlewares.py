@@ -1,7 +1,12 @@
-"""Downloader middlewares: polite retries and a User-Agent that names a contact."""
+"""Downloader middlewares: polite retries, a User-Agent that names a contact, and no request
+that content points at an internal address."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
+import socket
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -9,10 +14,14 @@ from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.downloadermiddlewares.useragent import UserAgentMiddleware
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet import task
+
+logger = logging.getLogger(__name__)
 
 
 def backoff_delay(retry: int, base: float, maximum: float) -> float:
@@ -97,3 +106,73 @@ class ContactUserAgentMiddleware(UserAgentMiddleware):
         middleware = cls(user_agent)
         crawler.signals.connect(middleware.spider_opened, signal=signals.spider_opened)
         return middleware
+
+
+# Requests whose URL came from content (a feed entry's link, an article link on a list page,
+# a sitemap entry) carry the host of the source the user configured in this meta key.
+TRUSTED_HOST = "trusted_host"
+
+
+def is_public_address(address: str) -> bool:
+    """A globally routable unicast address: not loopback, private, link-local (cloud metadata
+    at 169.254.169.254), shared, reserved, multicast or unspecified."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class ContentAddressGuard:
+    """Refuses requests that content points at internal addresses (SSRF).
+
+    A request carrying ``meta["trusted_host"]`` (set by spiders on links taken from content)
+    to another host is resolved first; if any address it resolves to is not public, it is
+    dropped with one log line and counted in ``ssrf/refused``. Checked again after every
+    redirect (a redirected request passes through here anew). The sources the user configured,
+    and links on their own host, are theirs to choose. ``ALLOW_PRIVATE_ADDRESSES`` turns the
+    check off (local mirrors, tests).
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ContentAddressGuard:
+        if crawler.settings.getbool("ALLOW_PRIVATE_ADDRESSES"):
+            raise NotConfigured("ALLOW_PRIVATE_ADDRESSES is on")
+        return cls(crawler)
+
+    async def process_request(self, request: Request) -> None:
+        trusted = request.meta.get(TRUSTED_HOST)
+        if trusted is None:
+            return
+        host = urlparse_cached(request).hostname or ""
+        if host.lower() == str(trusted).lower():
+            return
+        addresses = await _resolve(host)
+        refused = [address for address in addresses if not is_public_address(address)]
+        if not addresses or refused:
+            self.crawler.stats.inc_value("ssrf/refused")
+            where = ", ".join(refused) if refused else "no address"
+            logger.warning(
+                "refused %s: content points at an internal address (%s)", request.url, where
+            )
+            raise IgnoreRequest(f"internal address: {request.url}")
+
+
+async def _resolve(host: str) -> list[str]:
+    """Every address ``host`` resolves to (an IP literal is its own address)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return [host.strip("[]")]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})

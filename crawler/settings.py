@@ -64,6 +64,7 @@ RETRY_BACKOFF_BASE = 2.0
 RETRY_BACKOFF_MAX = 60.0
 RETRY_AFTER_MAX = 300.0
 DOWNLOADER_MIDDLEWARES = {
+    "crawler.middlewares.ContentAddressGuard": 50,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.middlewares.BackoffRetryMiddleware": 550,
     "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": None,
@@ -95,6 +96,10 @@ MAX_TITLE_LENGTH = 300
 # No listening consoles: Scrapy's telnet console and remote-control server run arbitrary
 # Python inside the crawler for whoever reaches their port.
 TELNETCONSOLE_ENABLED = False
+# Links taken from content (feed entries, list pages, sitemaps) to another host than the
+# source's are not fetched when they resolve to loopback, private, link-local or reserved
+# addresses (before and after every redirect). True turns that off: local mirrors, tests.
+ALLOW_PRIVATE_ADDRESSES = False
 REMOTE_CONTROL_ENABLED = False
 
 # --- Scrapy housekeeping -------------------------------------------------------------------

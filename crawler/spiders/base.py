@@ -28,6 +28,7 @@ from crawler.archive.service import ArchiveService
 from crawler.drift import count_page
 from crawler.extensions import mark_failed
 from crawler.items import Article
+from crawler.middlewares import TRUSTED_HOST
 from crawler.post.cleaning import clean_title, one_line
 from crawler.sources import Source, SourcesError, is_http_url, parse_source
 
@@ -246,6 +247,13 @@ class SiteSpider(HarvestSpider):
         parts = urlsplit(url)
         return mirror + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
+    def content_meta(self) -> dict[str, Any]:
+        """Meta of a request whose URL came from the site's content: the source's name, and
+        the host it is trusted on (crawler.middlewares.ContentAddressGuard checks others)."""
+        origin = self.site_origin
+        trusted = urlsplit(self.fetch_url(origin + "/")).hostname if origin else None
+        return {"source_name": self.source.name, TRUSTED_HOST: trusted or ""}
+
     # --- stats and log lines for this source -------------------------------------------------
 
     def stat(self, stat: str, value: int = 1) -> None:
@@ -292,7 +300,7 @@ class SiteSpider(HarvestSpider):
                 callback=callback,
                 errback=self.article_failed,
                 cb_kwargs={"listing": listing},
-                meta={"source_name": self.source.name},
+                meta=self.content_meta(),
             )
         self.logger.info(
             "source %s: %d articles listed, %d already archived",

@@ -45,7 +45,8 @@ class ListSourceSpider(PageSpider):
             callback=self.parse_list,
             errback=self.list_failed,
             cb_kwargs={"page": page, "page_url": url},
-            meta={"source_name": self.source.name},
+            # Page 1 is the source itself; the next pages' URLs come from the content.
+            meta=self.content_meta() if page > 1 else {"source_name": self.source.name},
         )
 
     def parse_list(self, response: Response, page: int, page_url: str) -> Iterator[Any]:

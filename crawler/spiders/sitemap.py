@@ -41,7 +41,8 @@ class SitemapSourceSpider(PageSpider):
             callback=self.parse_sitemap,
             errback=self.sitemap_failed,
             cb_kwargs={"depth": depth},
-            meta={"source_name": self.source.name},
+            # The first sitemap is the source itself; sitemaps it names are content.
+            meta=self.content_meta() if depth else {"source_name": self.source.name},
         )
 
     @property
