@@ -7,7 +7,9 @@ harvest hands a spider; spiders never re-read the file.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,11 +107,13 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> list[Source]:
     """Every source of a sources file, checked; raises :class:`SourcesError`."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_sources_file(path))
     except OSError as error:
         raise SourcesError(f"{path}: cannot read the sources file ({error.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SourcesError(f"{path}: not valid TOML ({error})") from None
+    except RecursionError:
+        raise SourcesError(f"{path}: not valid TOML (nested too deeply)") from None
     unknown_top = set(data) - {"source"}
     if unknown_top:
         raise SourcesError(f"{path}: unknown top-level key {sorted(unknown_top)[0]!r}")
@@ -127,6 +131,24 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> list[Source]:
         names.add(source.name)
         sources.append(source)
     return sources
+
+
+# A sources file is a hand-written list of sites: anything larger is a mistake or an attack.
+MAX_SOURCES_FILE_BYTES = 1024 * 1024
+
+
+def _read_sources_file(path: Path) -> str:
+    """The file's text; refuses what is not a regular file (a FIFO would hang the run, a
+    device never ends) and files over MAX_SOURCES_FILE_BYTES."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; the open file is then checked.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourcesError(f"{path}: not a regular file")
+        data = handle.read(MAX_SOURCES_FILE_BYTES + 1)
+    if len(data) > MAX_SOURCES_FILE_BYTES:
+        raise SourcesError(f"{path}: larger than {MAX_SOURCES_FILE_BYTES // 1024} KB")
+    return data.decode("utf-8")
 
 
 def select_sources(sources: list[Source], only: list[str] | None, where: str) -> list[Source]:
@@ -279,8 +301,10 @@ def is_http_url(value: object) -> bool:
 
 
 def _is_time_zone(name: str) -> bool:
+    if len(name) > 64 or "\x00" in name:  # IANA names are short; longer ones hit the disk
+        return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from pytest_httpserver import HTTPServer
 from support import crawl_in_process
 
 from crawler.middlewares import is_public_address
+from crawler.sources import SourcesError, load_sources, parse_source
 
 LIST = (
     '<html><body><ul class="news">'
@@ -94,3 +97,30 @@ async def test_a_setting_allows_internal_addresses_for_local_mirrors(
     )  # fmt: skip
     assert result.stat("ssrf/refused") is None
     assert "/a/2.html" in result.requested
+
+
+# --- a sources file is checked whole, whatever it holds ---------------------------------------
+
+
+def test_hostile_sources_files_are_one_clear_error(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # opening it must not wait for a writer
+    cases = {
+        tmp_path: "cannot read the sources file (Is a directory)",
+        fifo: "not a regular file",
+        write(tmp_path / "deep.toml", "a = " + "[" * 100_000 + "]" * 100_000): "nested too deeply",
+        write(tmp_path / "one.toml", "source = [1]"): "source #1: not a table",
+        write(tmp_path / "big.toml", "#" * 2_000_000): "larger than 1024 KB",
+        write(tmp_path / "bin.toml", "\udcff"): "not valid TOML",
+    }
+    for path, message in cases.items():
+        with pytest.raises(SourcesError, match=re.escape(message)):
+            load_sources(path)
+    table = {"name": "x", "url": "https://e.com/f", "categories": ["a"], "author": "a"}
+    with pytest.raises(SourcesError, match="key 'timezone': unknown time zone"):
+        parse_source({**table, "timezone": "Europe/" + "A" * 300})
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    return path

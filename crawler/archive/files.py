@@ -2,16 +2,40 @@
 
 Posts live in ``OUTPUT_DIR/YYYY/MM/`` (docs/FORMAT.md); every other file the project keeps in
 the archive is hidden.
+
+The archive folder may hold planted symlinks (SECURITY.md): below the archive folder itself,
+nothing is ever opened, created or written through a symlink. Folders are walked one component
+at a time with ``O_NOFOLLOW`` descriptors, files are opened with ``O_NOFOLLOW`` and temporary
+files are created with unpredictable names and ``O_EXCL``. A refused symlink is an
+:class:`SymlinkRefused` (an OSError with errno ``ELOOP``), never a silent skip.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
+import stat
 import unicodedata
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 MAX_NAME_BYTES = 120
+POST_MODE = 0o644  # posts and the index are for publishing (before the umask)
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted at an archive file's name fails at once instead of hanging.
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+class SymlinkRefused(OSError):
+    """An archive file or folder that is a symlink: refused (errno ELOOP)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(
+            errno.ELOOP, "refusing to use a symlink inside the archive", os.fspath(path)
+        )
 
 
 def slugify(title: str, max_bytes: int) -> str:
@@ -43,49 +67,260 @@ def post_relpath(title: str, published: datetime, digest: str) -> str:
 
 
 def resolve_inside(output_dir: Path, relpath: str) -> Path:
-    """The absolute path of ``relpath`` in the archive; refuses anything that would leave it."""
-    root = output_dir.resolve()
-    target = (root / relpath).resolve()
-    if not target.is_relative_to(root) or target == root:
-        raise ValueError(f"refusing to write outside the archive: {relpath!r}")
-    return target
+    """The absolute path of ``relpath`` in the archive; refuses anything that would leave it.
+
+    Only the archive folder itself is resolved: what lies below it is checked by name here
+    (no ``..``, no absolute path) and, when written, component by component without following
+    a symlink (:func:`write_atomically` with ``root``).
+    """
+    _parts(relpath)
+    return output_dir.resolve() / relpath
 
 
-def write_atomically(target: Path, data: bytes) -> bool:
-    """Write ``data`` to ``target`` through a hidden temporary file, fsync and rename.
+def _parts(relpath: str | PurePosixPath) -> tuple[str, ...]:
+    path = PurePosixPath(relpath)
+    parts = path.parts
+    if path.is_absolute() or not parts or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"refusing to write outside the archive: {str(relpath)!r}")
+    return parts
+
+
+def open_folder(root: Path, parts: Sequence[str] = (), *, create: bool = False) -> int:
+    """A descriptor of the folder ``root/parts…``, each part opened without following a
+    symlink (and created first when ``create``); the caller closes it.
+
+    ``root`` (the archive folder, the operator's choice) may itself be reached through a
+    symlink. Raises :class:`SymlinkRefused` for a symlinked part.
+    """
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, _FOLDER_FLAGS)
+    try:
+        for depth, part in enumerate(parts):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                child = os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as error:
+                # Linux says ENOTDIR for O_DIRECTORY|O_NOFOLLOW on a symlink, others ELOOP.
+                if error.errno in (errno.ELOOP, errno.ENOTDIR) and _is_symlink(part, fd):
+                    raise SymlinkRefused(root.joinpath(*parts[: depth + 1])) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_file(
+    name: str | os.PathLike[str],
+    flags: int,
+    mode: int = 0o600,
+    *,
+    dir_fd: int | None = None,
+    shown_as: str | os.PathLike[str] | None = None,
+) -> int:
+    """``os.open`` of an archive file that refuses a symlink (:class:`SymlinkRefused`) and
+    anything but a regular file (a folder, a FIFO: OSError). ``shown_as`` names it in errors
+    when ``name`` is relative to ``dir_fd``."""
+    shown = shown_as if shown_as is not None else name
+    try:
+        fd = os.open(name, flags | _FILE_FLAGS, mode, dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SymlinkRefused(shown) from None
+        raise
+    try:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            code = errno.EISDIR if kind == stat.S_IFDIR else errno.EINVAL
+            raise OSError(code, "not a regular file", os.fspath(shown))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_atomically(target: Path, data: bytes, *, root: Path | None = None) -> bool:
+    """Write ``data`` to ``target`` through a hidden temporary file, fsync and link into place.
 
     Never replaces an existing post: returns False (and writes nothing) when ``target`` is
-    already there. A crash leaves at most a ``.<name>.tmp`` file, never a half-written post.
+    already there as a regular file; a symlink there is refused (:class:`SymlinkRefused`),
+    anything else is an OSError. The folders from ``root`` (default: the target's folder) down
+    to the target are created as needed and never followed through a symlink. The temporary
+    file has an unpredictable name (``.<name>.<random>.tmp``) and is created with ``O_EXCL``;
+    a crash leaves at most such a file, never a half-written post.
     """
-    if target.exists():
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
+    root = target.parent if root is None else root
+    parts = target.parent.relative_to(root).parts
+    folder = open_folder(root, parts, create=True)
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
+        return _write_new(folder, target.name, data, target)
+    finally:
+        os.close(folder)
+
+
+def _write_new(folder: int, name: str, data: bytes, shown: Path) -> bool:
+    if _existing(folder, name, shown):
+        return False
+    temporary, fd = _create_temporary(folder, name, shown)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            # A link never replaces what is there (a post, a symlink planted meanwhile).
+            os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+        except FileExistsError:
+            _existing(folder, name, shown)
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            # A file system without hard links: checked, then renamed (the archive lock
+            # keeps other writers out).
+            if _existing(folder, name, shown):
+                return False
+            os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        unlink_in(folder, temporary)
+    os.fsync(folder)
     return True
 
 
-def append_line(path: Path, line: bytes) -> None:
-    """Append one line in a single O_APPEND write, so lines of concurrent writers never mix."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def _existing(folder: int, name: str, shown: Path) -> bool:
+    """Whether a post ``name`` is there; a symlink or a non-file there is an error."""
     try:
-        os.write(fd, line)
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise SymlinkRefused(shown)
+    if not stat.S_ISREG(info.st_mode):
+        code = errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EEXIST
+        raise OSError(code, "not a regular file", os.fspath(shown))
+    return True
+
+
+def _create_temporary(folder: int, name: str, shown: Path) -> tuple[str, int]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for _attempt in range(100):
+        temporary = f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return temporary, open_file(
+                temporary, flags, POST_MODE, dir_fd=folder, shown_as=shown.with_name(temporary)
+            )
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", os.fspath(shown))
+
+
+def unlink_in(folder: int, name: str) -> None:
+    """Remove ``name`` from the folder ``folder`` (a descriptor), if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; a short write (disk full, file size limit) is retried, and the
+    retry raises the error (ENOSPC, EFBIG)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_post(output_dir: Path, relpath: str) -> bytes:
+    """The bytes of the post ``relpath``, read without following any symlink below
+    ``output_dir``."""
+    *folders, name = _parts(relpath)
+    folder = open_folder(output_dir, folders)
+    try:
+        fd = open_file(name, os.O_RDONLY, dir_fd=folder, shown_as=output_dir / relpath)
+    finally:
+        os.close(folder)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line in a single O_APPEND write, so lines of concurrent writers never mix.
+
+    The line starts on a line of its own: when the file's last line was cut short (a crash or
+    a full disk mid-append), a newline is written first, so the broken line does not swallow
+    this one. ``path`` is never opened through a symlink (:class:`SymlinkRefused`); a new
+    file is created with mode 0o644 (less the umask).
+    """
+    fd = open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, POST_MODE)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        _write_all(fd, line)
     finally:
         os.close(fd)
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
+def _is_symlink(name: str, folder: int) -> bool:
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def post_entries(output_dir: Path) -> list[tuple[str, str | None]]:
+    """What sits where posts go (``YYYY/MM/*.md``, hidden names left out), sorted, as
+    ``(relpath, problem)``: ``problem`` is None for a regular file, else what is wrong with
+    it (``a symlink``, ``a folder``, ``not a regular file``); a symlinked ``YYYY`` or ``MM``
+    folder is one entry ``("YYYY/MM", "a symlinked folder")``, not followed."""
+    found: list[tuple[str, str | None]] = []
+    for year in _entries(output_dir, _is_year):
+        if year.is_symlink():
+            found.append((year.name, "a symlinked folder"))
+            continue
+        if not year.is_dir(follow_symlinks=False):
+            continue
+        for month in _entries(Path(year.path), _is_month):
+            relmonth = f"{year.name}/{month.name}"
+            if month.is_symlink():
+                found.append((relmonth, "a symlinked folder"))
+                continue
+            if not month.is_dir(follow_symlinks=False):
+                continue
+            for post in _entries(Path(month.path), _is_post_name):
+                found.append((f"{relmonth}/{post.name}", _problem(post)))
+    return sorted(found)
+
+
+def _entries(folder: Path, wanted: Callable[[str], bool]) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return [entry for entry in entries if wanted(entry.name)]
+    except FileNotFoundError:
+        return []
+
+
+def _is_year(name: str) -> bool:
+    return len(name) == 4 and name.isascii() and name.isdigit()
+
+
+def _is_month(name: str) -> bool:
+    return len(name) == 2 and name.isascii() and name.isdigit()
+
+
+def _is_post_name(name: str) -> bool:
+    return name.endswith(".md") and not name.startswith(".")
+
+
+def _problem(entry: os.DirEntry[str]) -> str | None:
+    if entry.is_symlink():
+        return "a symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "a folder"
+    if not entry.is_file(follow_symlinks=False):
+        return "not a regular file"
+    return None

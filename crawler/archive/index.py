@@ -3,21 +3,35 @@
 Each line: ``path`` (relative to the archive), ``title``, ``date`` (GMT, as in the post),
 ``url``, ``canonical_url`` (the URL dedup key, or null), ``source``, ``categories`` and
 ``sha256`` of the post file. Appended as each post is written; ``reindex`` rewrites it to
-match the files.
+match the files. Never opened through a symlink (crawler/archive/files.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import secrets
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from crawler.archive.files import append_line
+from crawler.archive.files import (
+    POST_MODE,
+    SymlinkRefused,
+    append_line,
+    open_file,
+    open_folder,
+    unlink_in,
+)
+
+logger = logging.getLogger(__name__)
 
 INDEX_FILE = ".index.jsonl"
+# Broken lines named one by one in the log; the rest are counted.
+MAX_WARNINGS = 20
 
 
 def index_entry(
@@ -52,28 +66,76 @@ def append_index(output_dir: Path, entry: dict[str, Any]) -> None:
 
 
 def read_index(output_dir: Path) -> dict[str, dict[str, Any]]:
-    """The index's entries by path (the last line for a path wins; broken lines skipped)."""
-    entries: dict[str, dict[str, Any]] = {}
+    """The index's entries by path (the last line for a path wins).
+
+    A broken line (cut short by a crash, not UTF-8, not JSON, not an object with a ``path``)
+    is skipped with a warning. A missing index is empty; one that is a symlink or not a
+    regular file is an OSError.
+    """
+    path = output_dir / INDEX_FILE
     try:
-        lines = (output_dir / INDEX_FILE).read_text(encoding="utf-8").splitlines()
+        fd = open_file(path, os.O_RDONLY)
     except FileNotFoundError:
-        return entries
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
+        return {}
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    entries: dict[str, dict[str, Any]] = {}
+    broken = 0
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+        entry, problem = _parse(raw)
+        if entry is not None:
             entries[entry["path"]] = entry
+            continue
+        broken += 1
+        if broken <= MAX_WARNINGS:
+            logger.warning("%s line %d: %s, skipped", path, number, problem)
+    if broken > MAX_WARNINGS:
+        logger.warning("%s: %d more broken lines skipped", path, broken - MAX_WARNINGS)
     return entries
 
 
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """An index line's entry, or None and what is wrong with the line."""
+    try:
+        entry = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except ValueError:
+        return None, "not JSON (cut short?)"
+    if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
+        return None, "not an index entry"
+    return entry, ""
+
+
 def rewrite_index(output_dir: Path, entries: Iterable[dict[str, Any]]) -> None:
-    """Replace the index atomically (temporary file, fsync, rename)."""
-    temporary = output_dir / f".{INDEX_FILE}.tmp"
-    with open(temporary, "wb") as handle:
-        for entry in entries:
-            handle.write(_line(entry))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, output_dir / INDEX_FILE)
+    """Replace the index atomically (temporary file of an unpredictable name, fsync, rename).
+
+    An index that is a symlink is refused, not replaced.
+    """
+    folder = open_folder(output_dir)
+    try:
+        try:
+            info = os.stat(INDEX_FILE, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISLNK(info.st_mode):
+                raise SymlinkRefused(output_dir / INDEX_FILE)
+        temporary = f".{INDEX_FILE}.{secrets.token_hex(6)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = open_file(temporary, flags, POST_MODE, dir_fd=folder, shown_as=output_dir / temporary)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for entry in entries:
+                    handle.write(_line(entry))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, INDEX_FILE, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            unlink_in(folder, temporary)
+            raise
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -8,6 +8,9 @@ archive folder itself. A read-only run (``harvest --dry-run``) changes nothing i
 it takes a shared lock on the existing ``.lock`` without writing it, or, when there is none,
 on the folder (so that read-only runs may go side by side, never beside a writing run); for
 a folder that does not exist there is nothing to lock.
+
+``.lock`` is never opened through a symlink (:class:`~crawler.archive.files.SymlinkRefused`,
+an OSError) and is created owner-only (0o600).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from crawler.archive.files import open_file
+
 LOCK_FILE = ".lock"
+LOCK_MODE = 0o600
 EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 
 
@@ -39,15 +45,22 @@ class ArchiveLock:
         if self.read_only:
             if not folder.is_dir():
                 return self  # nothing to read, nothing to lock, nothing to create
-            if self.path.exists():
-                self._lock(os.open(self.path, os.O_RDONLY), fcntl.LOCK_SH)
-            else:
-                self._lock(_open_folder(folder), fcntl.LOCK_SH)
+            try:
+                fd = open_file(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                fd = _open_folder(folder)
+            self._lock(fd, fcntl.LOCK_SH)
             return self
         folder.mkdir(parents=True, exist_ok=True)
         # The folder too: a read-only run of an archive without a .lock file locks that.
-        self._lock(_open_folder(folder), fcntl.LOCK_EX)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder_fd = _open_folder(folder)
+        self._lock(folder_fd, fcntl.LOCK_EX)
+        try:
+            fd = open_file(LOCK_FILE, os.O_RDWR | os.O_CREAT, LOCK_MODE, dir_fd=folder_fd,
+                           shown_as=self.path)  # fmt: skip
+        except BaseException:
+            self.release()
+            raise
         self._lock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -98,7 +111,8 @@ def _shared_only(fd: int) -> bool:
 def _holder(path: Path) -> str:
     """`` (pid N)`` of the writing run that last held the lock, when ``.lock`` says so."""
     try:
-        pid = path.read_text(encoding="ascii", errors="replace").strip()
+        with os.fdopen(open_file(path, os.O_RDONLY), "rb") as handle:
+            pid = handle.read(32).decode("ascii", errors="replace").strip()
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""

@@ -5,20 +5,31 @@ keys back: title and day from every post's front matter, canonical URLs from the
 ``.index.jsonl`` lists for the post. Keys are computed by today's rules (crawler/post/keys.py),
 so this also migrates an archive after a key change. The index is rewritten to match the files
 (sha256 recomputed).
+
+A state that is not a database (:class:`~crawler.archive.state.CorruptState`) is moved aside as
+``.state.sqlite3.corrupt-<UTC time>`` and rebuilt; its feed validators, failure memory and
+empty-run counts are lost (the next run fetches everything once more). What cannot be read as
+a post (bad front matter, a folder or a symlink named ``*.md``, a symlinked year or month
+folder) is counted ``unreadable``, logged and left where it is; symlinks are never followed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import frontmatter
+import yaml
 
+from crawler.archive.files import open_folder, post_entries, read_post
 from crawler.archive.index import index_entry, read_index, rewrite_index
-from crawler.archive.state import KEY_VERSION, ArchiveState
+from crawler.archive.state import KEY_VERSION, STATE_FILE, ArchiveState, CorruptState
 from crawler.post.keys import title_key, url_key
 
 logger = logging.getLogger(__name__)
@@ -29,30 +40,36 @@ class ReindexResult:
     posts: int = 0
     url_keys: int = 0
     unreadable: int = 0
+    # Where a corrupt state was moved (None: the state was fine).
+    moved_aside: Path | None = None
 
 
 def reindex(output_dir: Path, state: ArchiveState | None = None) -> ReindexResult:
     """Rebuild ``story_keys`` and ``.index.jsonl`` from the posts of ``output_dir``.
 
-    ``state`` is an open connection to use (the archive service's); else one is opened.
+    ``state`` is an open connection to use (the archive service's); else one is opened, and
+    a corrupt state is moved aside and rebuilt.
     """
     result = ReindexResult()
     old_index = read_index(output_dir)
     keys: list[tuple[str, str, str]] = []
     entries: list[dict[str, Any]] = []
-    for path in sorted(output_dir.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
-        if path.name.startswith("."):
+    for relpath, problem in post_entries(output_dir):
+        if problem is not None:
+            _unreadable(result, relpath, problem)
             continue
-        relpath = path.relative_to(output_dir).as_posix()
-        data = path.read_bytes()
+        try:
+            data = read_post(output_dir, relpath)
+        except OSError as error:
+            _unreadable(result, relpath, f"unreadable ({error.strerror})")
+            continue
         try:
             post = frontmatter.loads(data.decode("utf-8"))
             title = str(post["title"])
             date = str(post["date"])
             published = parsedate_to_datetime(date)
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-            result.unreadable += 1
-            logger.warning("reindex: %s is not a readable post (%s); skipped", relpath, error)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+            _unreadable(result, relpath, f"not a readable post ({_first_line(error)})")
             continue
         old = old_index.get(relpath, {})
         canonical_url = _canonical_url(old)
@@ -75,7 +92,15 @@ def reindex(output_dir: Path, state: ArchiveState | None = None) -> ReindexResul
         )
         result.posts += 1
     if state is None:
-        own_state = ArchiveState(output_dir)
+        try:
+            own_state = ArchiveState(output_dir)
+        except CorruptState as corrupt:
+            result.moved_aside = move_aside(output_dir)
+            logger.warning(
+                "reindex: %s was not a database (%s); moved aside to %s, rebuilt",
+                corrupt.path, corrupt.detail, result.moved_aside.name,
+            )  # fmt: skip
+            own_state = ArchiveState(output_dir)
         try:
             own_state.replace_story_keys(keys, KEY_VERSION)
         finally:
@@ -84,6 +109,49 @@ def reindex(output_dir: Path, state: ArchiveState | None = None) -> ReindexResul
         state.replace_story_keys(keys, KEY_VERSION)
     rewrite_index(output_dir, entries)
     return result
+
+
+def move_aside(output_dir: Path) -> Path:
+    """Rename ``.state.sqlite3`` (and its ``-wal``) to ``….corrupt-<UTC time>``, drop its
+    ``-shm``; the new name of the state file."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = open_folder(output_dir)
+    try:
+        tag = f"corrupt-{stamp}"
+        number = 1
+        while any(_exists(f"{STATE_FILE}{s}.{tag}", folder) for s in ("", "-wal")):
+            number += 1
+            tag = f"corrupt-{stamp}-{number}"
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(
+                    f"{STATE_FILE}{suffix}", f"{STATE_FILE}{suffix}.{tag}",
+                    src_dir_fd=folder, dst_dir_fd=folder,
+                )  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{STATE_FILE}-shm", dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return output_dir / f"{STATE_FILE}.{tag}"
+
+
+def _exists(name: str, folder: int) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _unreadable(result: ReindexResult, relpath: str, problem: object) -> None:
+    result.unreadable += 1
+    logger.warning("reindex: %s is %s; skipped", relpath, problem)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def _canonical_url(entry: dict[str, Any]) -> str | None:

@@ -10,11 +10,18 @@ A crawl that writes no posts (``DRY_RUN``, or no :class:`~crawler.pipelines.writ
 in ``ITEM_PIPELINES``: ``-s 'ITEM_PIPELINES={}'``, an export-only ``-O items.jsonl``) gets a
 read-only service: it answers every question from the archive as it is, and saves neither
 feed validators nor failure memory, so that the next real run fetches and writes everything.
+
+A post, its keys and its index line are one unit (SECURITY.md): the file is written first,
+then its index line, then its keys. A run that stops between them (disk full, killed) leaves
+a post whose index line or keys are missing; a later run that meets the story again finds the
+file on disk and records what is missing (``write/repaired``). A crawl whose archive holds
+posts that are not in the index says so when it ends (``reindex`` indexes them).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,9 +33,15 @@ from scrapy.crawler import Crawler
 from scrapy.utils.conf import build_component_list
 from scrapy.utils.misc import load_object
 
-from crawler.archive.files import post_relpath, resolve_inside, write_atomically
-from crawler.archive.index import append_index, index_entry
-from crawler.archive.state import KEY_VERSION, ArchiveState
+from crawler.archive.files import (
+    post_entries,
+    post_relpath,
+    read_post,
+    resolve_inside,
+    write_atomically,
+)
+from crawler.archive.index import INDEX_FILE, append_index, index_entry, read_index
+from crawler.archive.state import KEY_VERSION, ArchiveState, as_os_error, check_state
 from crawler.post.keys import key_digest, listing_keys, url_key
 
 logger = logging.getLogger(__name__)
@@ -36,10 +49,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StoredPost:
-    """Where a post went; ``written`` is False when the file was already on disk."""
+    """Where a post went; ``written`` is False when the file was already on disk, and
+    ``repaired`` True when that file's index line or keys were then recorded."""
 
     relpath: str
     written: bool
+    repaired: bool = False
 
 
 class ArchiveService:
@@ -55,6 +70,9 @@ class ArchiveService:
         self.read_only = read_only
         self._told_read_only = False
         self._state: ArchiveState | None = None
+        # The paths .index.jsonl lists, read once (when a post is found already on disk).
+        self._indexed: set[str] | None = None
+        self.stats: Any = None  # the crawl's stats collector (write/repaired)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -64,6 +82,9 @@ class ArchiveService:
             timedelta(seconds=settings.getfloat("FAILED_ARTICLE_RETRY_AFTER")),
             read_only=settings.getbool("DRY_RUN") or not writes_posts(settings),
         )
+        service.stats = crawler.stats
+        # A corrupt state stops the crawl here, before any request: one CorruptState line.
+        check_state(service.output_dir)
         # After the pipelines and the spider_closed handlers (the drift monitor) are done.
         crawler.signals.connect(service.close, signal=signals.engine_stopped)
         if settings.getbool("DRY_RUN"):
@@ -98,8 +119,27 @@ class ArchiveService:
 
     def close(self) -> None:
         if self._state is not None:
+            if not self.read_only:
+                self._report_unindexed()
             self._state.close()
             self._state = None
+        self._indexed = None
+
+    def _report_unindexed(self) -> None:
+        """Warn about post files the index does not list (nothing is lost silently)."""
+        try:
+            indexed = self._indexed_paths()
+            posts = {path for path, problem in post_entries(self.output_dir) if problem is None}
+        except OSError as error:
+            logger.warning("archive %s: could not check %s: %s", self.output_dir, INDEX_FILE, error)
+            return
+        missing = sorted(posts - indexed)
+        if missing:
+            logger.warning(
+                "archive %s: %d post files are not in %s (e.g. %s); "
+                "`python -m crawler reindex %s` indexes them",
+                self.output_dir, len(missing), INDEX_FILE, missing[0], self.output_dir,
+            )  # fmt: skip
 
     @staticmethod
     def _rekey(state: ArchiveState) -> None:
@@ -184,12 +224,14 @@ class ArchiveService:
         url_key: str | None,
         index: dict[str, Any],
     ) -> StoredPost:
-        """Write a rendered post atomically, then record its keys and its index line.
+        """Write a rendered post atomically, then append its index line, then record its keys.
 
         ``index`` holds the index line's ``title``, ``date``, ``url``, ``source`` and
-        ``categories``. Keys are recorded only once the file is on disk, so a failed write is
-        retried by the next run. A post already on disk is never replaced; its keys are
-        recorded. Raises OSError (or ValueError for a path that would leave the archive), and
+        ``categories``. Keys are recorded last, so a run that stops before them is repaired by
+        the next run that meets the story: a post already on disk is never replaced, but its
+        missing index line and keys are recorded (``repaired``, counted ``write/repaired``).
+        Raises OSError (a failed state write too: ENOSPC for a full disk; a symlink in the
+        archive is ELOOP), ValueError for a path that would leave the archive, and
         RuntimeError in read-only mode (a crawl with the write pipeline is never read-only,
         except with DRY_RUN, whose harvest leaves the write pipeline out).
         """
@@ -200,12 +242,43 @@ class ArchiveService:
                 "ITEM_PIPELINES in a dry run"
             )
         relpath = post_relpath(index["title"], published, key_digest(title_key))
-        written = write_atomically(resolve_inside(self.output_dir, relpath), data)
-        self.state.remember(relpath, title_key, url_key)
+        root = self.output_dir.resolve()
+        written = write_atomically(resolve_inside(root, relpath), data, root=root)
+        repaired: list[str] = []
         if written:
-            entry = index_entry(path=relpath, canonical_url=url_key, data=data, **index)
-            append_index(self.output_dir, entry)
-        return StoredPost(relpath, written)
+            self._append_index(relpath, url_key, data, index)
+        elif relpath not in self._indexed_paths():
+            self._append_index(relpath, url_key, read_post(root, relpath), index)
+            repaired.append("index line")
+        state = self.state
+        try:
+            added = state.remember(relpath, title_key, url_key)
+        except sqlite3.Error as error:
+            raise as_os_error(error, state.path) from error
+        if added and not written:
+            repaired.append("keys")
+        if repaired:
+            logger.warning(
+                "repaired %s: its %s recorded (an earlier run stopped before)",
+                relpath, " and ".join(repaired),
+            )  # fmt: skip
+            if self.stats is not None:
+                self.stats.inc_value("write/repaired")
+        return StoredPost(relpath, written, bool(repaired))
+
+    def _indexed_paths(self) -> set[str]:
+        if self._indexed is None:
+            self._indexed = set(read_index(self.output_dir))
+        return self._indexed
+
+    def _append_index(
+        self, relpath: str, url_key: str | None, data: bytes, index: dict[str, Any]
+    ) -> None:
+        append_index(
+            self.output_dir, index_entry(path=relpath, canonical_url=url_key, data=data, **index)
+        )
+        if self._indexed is not None:
+            self._indexed.add(relpath)
 
 
 def writes_posts(settings: Any) -> bool:

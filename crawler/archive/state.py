@@ -3,20 +3,33 @@
 Dedup keys of every archived story, conditional-GET validators of feeds and the failure memory
 of article pages. An archive carries its own memory, so a fresh folder starts clean. Only
 :class:`crawler.archive.service.ArchiveService` (and ``reindex``) open it.
+
+The state is created owner-only (0o600; SQLite gives its ``-wal`` and ``-shm`` files the same
+mode) and never opened through a symlink, nor are its ``-wal``, ``-shm`` and ``-journal``
+files. A file that is not an SQLite database is a :class:`CorruptState`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
+
+from crawler.archive.files import SymlinkRefused, open_file
 
 STATE_FILE = ".state.sqlite3"
+STATE_MODE = 0o600
+# SQLite's companions of the state file, opened by SQLite itself: checked before it does.
+COMPANIONS = ("-wal", "-shm", "-journal")
 # Bumped whenever the key functions of crawler.post.keys change what they return: an archive
 # whose keys were computed by older rules is re-keyed (reindex) before it is used.
 KEY_VERSION = 2
@@ -60,6 +73,56 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class CorruptState(RuntimeError):
+    """``.state.sqlite3`` is not an SQLite database (or a damaged one): one line that names
+    the file and the command that moves it aside and rebuilds it."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        folder = shlex.quote(str(path.parent))
+        super().__init__(
+            f"{path}: not a database; run `python -m crawler reindex {folder}` to move it "
+            f"aside and rebuild it from the posts ({detail})"
+        )
+
+
+def is_corruption(error: BaseException) -> bool:
+    """Whether an sqlite3 error says the file is no database or a damaged one (not a lock,
+    a permission or a full disk)."""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return type(error) is sqlite3.DatabaseError
+    return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+# SQLite result codes (primary) as the errno of the OSError a failed state write becomes.
+_ERRNO_OF = {
+    sqlite3.SQLITE_FULL: errno.ENOSPC,
+    sqlite3.SQLITE_READONLY: errno.EROFS,
+    sqlite3.SQLITE_PERM: errno.EACCES,
+    sqlite3.SQLITE_CANTOPEN: errno.EACCES,
+    sqlite3.SQLITE_BUSY: errno.EAGAIN,
+    sqlite3.SQLITE_LOCKED: errno.EAGAIN,
+}
+
+
+def as_os_error(error: sqlite3.Error, path: Path) -> OSError:
+    """A failed state write as an OSError (disk full: ENOSPC; else EIO mostly), so that the
+    write pipeline reports it as the failed write it is."""
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    detail = str(CorruptState(path, str(error))) if is_corruption(error) else str(error)
+    return OSError(_ERRNO_OF.get(code, errno.EIO), detail, str(path))
+
+
+def check_state(output_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`CorruptState` when the archive's state is not a database (and
+    :class:`~crawler.archive.files.SymlinkRefused` when it is a symlink); writes nothing."""
+    ArchiveState(output_dir, read_only=True).close()
+
+
 class ArchiveState:
     """One connection to an archive's ``.state.sqlite3`` (WAL mode: readers never block).
 
@@ -74,16 +137,27 @@ class ArchiveState:
         self.path = self.output_dir / STATE_FILE
         self.read_only = read_only
         if read_only:
-            self._db = _open_read_only(self.path)
+            try:
+                self._db = _open_read_only(self.path)
+            except sqlite3.DatabaseError as error:
+                if is_corruption(error):
+                    raise CorruptState(self.path, str(error)) from None
+                raise
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
+        fresh = _prepare(self.path)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        if fresh:
-            self.set_key_version(KEY_VERSION)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            if fresh:
+                self.set_key_version(KEY_VERSION)
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            if is_corruption(error):
+                raise CorruptState(self.path, str(error)) from None
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -117,18 +191,19 @@ class ArchiveState:
                 return kind
         return None
 
-    def remember(self, path: str, title_key: str, url_key: str | None) -> None:
-        """Record a written post's keys in one transaction."""
+    def remember(self, path: str, title_key: str, url_key: str | None) -> int:
+        """Record a written post's keys in one transaction; how many were not recorded yet."""
         now = _now()
         rows = [("title", title_key, path, now)]
         if url_key is not None:
             rows.append(("url", url_key, path, now))
         with self._transaction():
-            self._db.executemany(
+            cursor = self._db.executemany(
                 "INSERT OR IGNORE INTO story_keys (kind, key, path, archived_at)"
                 " VALUES (?, ?, ?, ?)",
                 rows,
             )
+        return max(cursor.rowcount, 0)
 
     def replace_story_keys(self, rows: list[tuple[str, str, str]], key_version: int) -> None:
         """Replace every dedup key with ``(kind, key, path)`` rows, in one transaction."""
@@ -216,6 +291,31 @@ class ArchiveState:
         self._db.execute("COMMIT")
 
 
+def _prepare(path: Path) -> bool:
+    """Make ready for SQLite to open ``path``: refuse a symlink at it or at its companions
+    (``-wal``, ``-shm``, ``-journal``), create it owner-only when it is missing. True when the
+    state is new (missing, or empty without a ``-wal``)."""
+    _refuse_symlinked_companions(path)
+    fd = open_file(path, os.O_RDWR | os.O_CREAT, STATE_MODE)
+    try:
+        empty = os.fstat(fd).st_size == 0
+    finally:
+        os.close(fd)
+    wal = path.with_name(path.name + "-wal")
+    return empty and not (wal.exists() and wal.stat().st_size > 0)
+
+
+def _refuse_symlinked_companions(path: Path) -> None:
+    for suffix in COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            info = companion.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            raise SymlinkRefused(companion)
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
     """A connection that reads ``path`` and never writes next to it.
 
@@ -226,32 +326,48 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     (where SQLite replays the WAL) into memory. A missing state is an empty one, in memory.
     Tables an older state lacks are empty temporary tables.
     """
-    if not path.exists():
+    try:
+        state_fd = open_file(path, os.O_RDONLY)
+    except FileNotFoundError:
         db = sqlite3.connect(":memory:", isolation_level=None)
         db.executescript(_SCHEMA)
         db.execute("INSERT INTO meta (name, value) VALUES ('key_version', ?)", (str(KEY_VERSION),))
         return db
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        db = sqlite3.connect(":memory:", isolation_level=None)
-        with tempfile.TemporaryDirectory(prefix="technews-state-") as folder:
-            copy = Path(folder) / path.name
-            shutil.copyfile(path, copy)
-            shutil.copyfile(wal, copy.with_name(wal.name))
-            source = sqlite3.connect(copy)
-            try:
-                source.backup(db)
-            finally:
-                source.close()
-    else:
-        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
-        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    with os.fdopen(state_fd, "rb") as state_file:
+        _refuse_symlinked_companions(path)
+        wal = path.with_name(path.name + "-wal")
+        try:
+            wal_file = os.fdopen(open_file(wal, os.O_RDONLY), "rb")
+        except FileNotFoundError:
+            wal_file = None
+        if wal_file is not None and os.fstat(wal_file.fileno()).st_size > 0:
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            with wal_file, tempfile.TemporaryDirectory(prefix="technews-state-") as folder:
+                copy = Path(folder) / path.name
+                _copy(state_file, copy)
+                _copy(wal_file, copy.with_name(wal.name))
+                source = sqlite3.connect(copy)
+                try:
+                    source.backup(db)
+                finally:
+                    source.close()
+        else:
+            if wal_file is not None:
+                wal_file.close()
+            # The folder resolved, not the file: a symlink there was refused above.
+            uri = f"{(path.parent.resolve() / path.name).as_uri()}?mode=ro&immutable=1"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
     db.execute("PRAGMA temp_store=MEMORY")
     present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for name, statement in _TABLES.items():
         if name not in present:
             db.execute(statement.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
     return db
+
+
+def _copy(source: BinaryIO, target: Path) -> None:
+    with open(target, "wb") as copy:
+        shutil.copyfileobj(source, copy)
 
 
 # Each CREATE TABLE statement of the schema, by table name.
