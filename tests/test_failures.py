@@ -23,6 +23,7 @@ from support import (
     crawl_in_process,
     fixture_server,
     run_concurrently,
+    run_harvest,
     run_scrapy,
     serve_cnbeta,
     source_table,
@@ -252,3 +253,41 @@ def test_a_bad_setting_is_one_line_and_exit_2() -> None:
     )
     for setting, message in BAD_SETTINGS.items():
         assert usage_error(done[setting]).startswith(message), setting
+
+
+def test_an_unusable_archive_or_log_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / ".state.sqlite3").write_bytes(b"\x13garbage, not SQLite" * 100)
+    runs = run_concurrently(
+        {
+            "file": partial(run_harvest, "--output", str(tmp_path / "file")),
+            "log": partial(
+                run_harvest,
+                "--output",
+                str(tmp_path / "o"),
+                "--log-file",
+                str(tmp_path / "nowhere" / "h.log"),
+            ),
+            "corrupt": partial(run_harvest, "--output", str(corrupt), "--only", "cnbeta"),
+        }
+    )
+    expected = {
+        "file": (2, f"error: --output {tmp_path / 'file'}: not a folder"),
+        "log": (
+            2,
+            f"error: --log-file {tmp_path / 'nowhere' / 'h.log'}: its folder does not exist",
+        ),
+        "corrupt": (
+            1,
+            f"error: {corrupt / '.state.sqlite3'}: not a database; run "
+            f"`python -m crawler reindex {corrupt}`",
+        ),
+    }
+    for name, (code, message) in expected.items():
+        done = runs[name]
+        assert done.returncode == code, (name, done.stderr)
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(message), (name, line)
+    assert not (tmp_path / "o").exists()

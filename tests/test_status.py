@@ -45,7 +45,8 @@ def entry(
     name: str, new: int = 0, status: str = "ok", drift: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A source entry as written now."""
-    reason = {"ok": None, "FAILED": "HTTP 404", "DRIFT": "drift: title found on 10% of pages"}
+    reason = {"ok": None, "FAILED": "HTTP 404", "DRIFT": "drift: title found on 10% of pages",
+              "interrupted": "SIGTERM before it was done"}  # fmt: skip
     return {**old_entry(name, new, status == "FAILED"), "status": status,
             "reason": reason[status], "drift": drift}  # fmt: skip
 
@@ -512,3 +513,19 @@ def test_the_real_command(archive: Path) -> None:
     assert [source["name"] for source in report["sources"]] == ["cnbeta", "missing"]
     assert report["sources"][1]["consecutive_failures"] == 2
     assert report["archive"] == str(archive.resolve())
+
+
+def test_an_interrupted_source_neither_breaks_nor_extends_a_failure_streak(
+    archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_lines(
+        archive / ".runs.jsonl",
+        run(at(3), entry("rdf", status="FAILED")),
+        run(at(2), entry("rdf", status="FAILED")),
+        run(at(1), entry("rdf", status="interrupted"), interrupted=True),
+        run(at(0), entry("rdf", status="FAILED")),
+    )
+    code, report = as_json(capsys, str(archive), "--fail-after", "3")
+    (rdf,) = report["sources"]
+    assert (code, report["warnings"], rdf["consecutive_failures"]) == (1, 0, 3)
+    assert rdf["last_success"] is None

@@ -1,7 +1,8 @@
 """``python -m crawler`` (also installed as ``technews``): harvest and reindex.
 
 Exit status: 0 every source was reached; 1 at least one source failed; 2 usage or
-configuration error; 75 the archive is locked by another run.
+configuration error (one ``error: …`` line on stderr); 75 the archive is locked by another
+run; 130 / 143 the harvest was stopped by SIGINT / SIGTERM (its report says what it did).
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.archive.state import CorruptState, check_state
+from crawler.post.cleaning import one_line
 from crawler.sources import DEFAULT_SOURCES, Source, SourcesError, load_sources, select_sources
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGNAL = 128  # + the signal's number: 130 SIGINT, 143 SIGTERM (as a shell reports it)
 
 
 class UsageFailure(Exception):
@@ -39,10 +45,33 @@ def main(argv: list[str] | None = None) -> int:
     except ArchiveLocked as locked:
         print(f"error: {locked}", file=sys.stderr)
         return EXIT_LOCKED
+    except (CorruptState, OSError) as error:  # the archive cannot be used: a failed run
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # Ctrl-C before a harvest handles signals itself (or reindex)
+        print("interrupted (SIGINT)", file=sys.stderr)
+        return EXIT_SIGNAL + signal.SIGINT
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error: …`` line on stderr and exit status 2, for every
+    subcommand (argparse prints its usage banner first); ``--help`` is unchanged."""
+
+    def error(self, message: str, prog: str | None = None) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"error: {message} (see {prog or self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:  # found by the subcommand's parser: its help is the one to read
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else None
+            self.error(f"unrecognized arguments: {' '.join(unknown)}", prog)
+        return parsed
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m crawler", description="Archive tech news as Hexo-style posts."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,9 +123,16 @@ def harvest(args: argparse.Namespace) -> int:
             raise UsageFailure(f"-s {assignment!r}: expected NAME=VALUE")
         settings.set(name.strip(), value, priority="cmdline")
     output = Path(args.output or settings["OUTPUT_DIR"]).expanduser().resolve()
+    if output.exists() and not output.is_dir():
+        raise UsageFailure(f"--output {output}: not a folder")
+    if output.is_dir() and not os.access(output, os.W_OK | os.X_OK) and not args.dry_run:
+        raise UsageFailure(f"--output {output}: not writable")
     settings.set("OUTPUT_DIR", str(output), priority="cmdline")
     if args.log_file:
-        settings.set("LOG_FILE", str(Path(args.log_file).expanduser().resolve()), "cmdline")
+        log_file = Path(args.log_file).expanduser().resolve()
+        if not log_file.parent.is_dir() or log_file.is_dir():
+            raise UsageFailure(f"--log-file {log_file}: its folder does not exist")
+        settings.set("LOG_FILE", str(log_file), "cmdline")
     if args.quiet:
         settings.set("LOG_LEVEL", "WARNING", priority="cmdline")
     settings.set("PROGRESS_DISPLAY", _wants_progress(args), priority="cmdline")
@@ -114,6 +150,7 @@ def harvest(args: argparse.Namespace) -> int:
     sources_file = Path(args.sources).expanduser().resolve() if args.sources else DEFAULT_SOURCES
     sources = _select(sources_file, args.only, settings)
     with ArchiveLock(output, read_only=dry_run):
+        check_state(output)  # a corrupt state: one clear line before anything is fetched
         report = harvesting.run(settings, harvesting.plan(sources), output)
         if not dry_run:
             append_run(output, report)
@@ -164,13 +201,25 @@ def _wants_progress(args: argparse.Namespace) -> bool:
 
 
 def reindex_command(args: argparse.Namespace) -> int:
+    """Rebuild the state and index of an archive; a corrupt state is moved aside first.
+
+    A refused symlink or another error of the archive is one ``error: …`` line and exit
+    status 1 (a locked archive: 75, as for harvest).
+    """
     from crawler.archive.reindex import reindex
+    from crawler.archive.state import CorruptState
 
     directory = Path(args.directory).expanduser().resolve()
     if not directory.is_dir():
         raise UsageFailure(f"{directory} is not a directory")
-    with ArchiveLock(directory):
-        result = reindex(directory)
+    try:
+        with ArchiveLock(directory):
+            result = reindex(directory)
+    except (OSError, CorruptState) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if result.moved_aside is not None:
+        print(f"the corrupt state was moved aside to {result.moved_aside}")
     print(
         f"reindexed {result.posts} posts in {directory} "
         f"({result.url_keys} with a URL key, {result.unreadable} unreadable)"

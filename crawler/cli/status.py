@@ -70,7 +70,9 @@ from crawler.archive.index import INDEX_FILE
 from crawler.cli.main import EXIT_FAILED, EXIT_OK, UsageFailure
 from crawler.cli.report import RUNS_FILE
 
-STATUSES = ("ok", "FAILED", "DRIFT")
+# "interrupted": the run was stopped (SIGINT/SIGTERM) before the source was done; it says
+# nothing about the site, so it neither breaks nor extends a failure streak.
+STATUSES = ("ok", "FAILED", "DRIFT", "interrupted")
 DAYS = 7
 MAX_LINE_BYTES = 1 << 20  # a longer line is damage, not a report
 MAX_WARNINGS = 20  # per command; then one line counts the rest
@@ -338,7 +340,13 @@ def after(
         interrupted=run.interrupted,
         drift=(source.drift or NO_DRIFT) if source.status == "DRIFT" else None,
         last_success=last_success,
-        consecutive_failures=failures + 1 if source.status == "FAILED" else 0,
+        consecutive_failures=(
+            failures + 1
+            if source.status == "FAILED"
+            else failures
+            if source.status == "interrupted"
+            else 0
+        ),
         new_per_day=new_per_day,
     )
 

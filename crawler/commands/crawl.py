@@ -57,6 +57,9 @@ class Command(crawl.Command):
         except ArchiveLocked as locked:
             print(f"error: {locked}", file=sys.stderr)
             raise SystemExit(EXIT_LOCKED) from None
+        except OSError as error:  # a symlinked .lock, an output that is not a folder
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
         try:
             super().run(args, opts)
         finally:

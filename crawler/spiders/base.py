@@ -287,6 +287,8 @@ class SiteSpider(HarvestSpider):
         self.stat("seen", len(listings))
         skipped = 0
         for listing in listings:
+            if not self.crawler.crawling:  # stopping (a signal): request no more
+                break
             if self.archive.is_archived(listing.title, listing.published, listing.url):
                 self.stat("article_skipped_archived")
                 skipped += 1

@@ -179,7 +179,11 @@ class FeedsSpider(HarvestSpider):
         stats = self.crawler.stats
         fetched_at = datetime.now(UTC)
         max_age = _max_age(source, self.settings.getfloat("MAX_AGE_DAYS"))
-        for entry in feed_entries(parsed, response.url, source.zone, fetched_at):
+        entries = feed_entries(parsed, response.url, source.zone, fetched_at)
+        for position, entry in enumerate(entries):
+            if not self.crawler.crawling:  # stopping (a signal): Scrapy would read them all
+                self._cut_short(source, feed_url, len(parsed.entries) - position)
+                return
             self.count(source.name, "seen")
             if entry is None:
                 count_page(stats, source.name, None, ["title"])
@@ -219,6 +223,16 @@ class FeedsSpider(HarvestSpider):
                 )
             else:
                 yield item
+
+    def _cut_short(self, source: Source, feed_url: str, left: int) -> None:
+        """The crawl is stopping before the feed's end: the next run must read all of it
+        again (no validators kept), and the harvest reports the source as interrupted."""
+        self._incomplete.add(feed_url)
+        self.crawler.stats.set_value(f"source/{source.name}/interrupted", 1)
+        self.logger.info(
+            "source %s: the crawl is stopping; %d entries of the feed not read",
+            source.name, left,
+        )  # fmt: skip
 
     # --- full text -----------------------------------------------------------------------
 
