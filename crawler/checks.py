@@ -56,6 +56,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "RETRY_AFTER_MAX": (_number(0, 86400), "a number of seconds >= 0"),
     "CONCURRENT_REQUESTS_PER_DOMAIN": (_whole(1), "a whole number >= 1"),
     "MAX_TITLE_LENGTH": (_whole(20), "a whole number >= 20"),
+    "MAX_ENTRIES_PER_FEED": (_whole(0), "a whole number >= 0 (0: no cap)"),
     "DOWNLOAD_MAXSIZE": (_whole(1024), "a whole number of bytes >= 1024"),
     "LOG_LEVEL": (_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     "RSSHUB_BASE": (is_http_url, "an http(s) URL"),

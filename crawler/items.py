@@ -26,6 +26,9 @@ class Article(scrapy.Item):
     # False when ``url`` is not the story's own address (no link, the site's home page, a
     # link shared by several entries): such items get no URL dedup key.
     has_own_url = scrapy.Field()
+    # str | None: a stable name for an item without its own URL (a feed entry's guid or a
+    # hash): it stands in for the URL key, so an undated, linkless entry is archived once.
+    identity = scrapy.Field()
     # CSS selectors of site widgets to remove from the body (site knowledge stays in spiders).
     strip_selectors = scrapy.Field()
     lead_image = scrapy.Field()  # str: set by normalize, the post's headimg/thumbnail

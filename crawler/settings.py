@@ -91,6 +91,8 @@ PROGRESS_DISPLAY = False
 # A response larger than this (after decompression too: gzip bombs) is dropped, not read.
 DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
+# Entries of one feed read at most (the rest are counted and logged); real feeds have tens.
+MAX_ENTRIES_PER_FEED = 1000
 # Titles longer than this many characters are cut (with "…"); real headlines are far shorter.
 MAX_TITLE_LENGTH = 300
 # No listening consoles: Scrapy's telnet console and remote-control server run arbitrary

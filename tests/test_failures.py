@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
+from scrapy import Request, Spider
+from scrapy.http import HtmlResponse
 from scrapy.utils.test import get_crawler
 from support import (
+    CSRF_TOKEN,
     FAST,
     PROJECT_ROOT,
     TESTS,
@@ -30,8 +33,10 @@ from support import (
     usage_error,
     write_sources,
 )
+from twisted.python.failure import Failure
 
 from crawler.archive.state import ArchiveState
+from crawler.extensions import SourceStats
 from crawler.pipelines.validate import InvalidPost, ValidatePipeline
 
 
@@ -70,23 +75,67 @@ async def test_a_post_that_cannot_be_written_fails_its_source(
     state.close()
 
 
-@pytest_twisted.ensureDeferred
-async def test_an_exception_in_a_callback_fails_the_source_with_its_reason(
-    httpserver: HTTPServer, tmp_path: Path
-) -> None:
-    """A zone offset no clock has (+99:99) breaks the entry loop (contained per entry in a
-    later step); until then, the failure must at least be reported."""
-    httpserver.expect_request("/bad.xml").respond_with_data(
-        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
-        "<item><title>a</title><link>https://e.com/a</link>"
-        "<pubDate>2021-07-17T10:00:00+99:99</pubDate></item></channel></rss>",
-        content_type="application/rss+xml",
+def test_an_exception_in_a_callback_fails_the_source_with_its_reason() -> None:
+    """A bug while reading a page (whatever raised in a callback) fails that page's source,
+    with the exception as its one-line reason."""
+    crawler = get_crawler()
+    stats = crawler.stats
+    monitor = SourceStats(crawler)
+    response = HtmlResponse(
+        "https://e.com/feed",
+        body=b"",
+        request=Request("https://e.com/feed", meta={"source_name": "e"}),
     )
-    result = await crawl_in_process("feeds", tmp_path, url=httpserver.url_for("/bad.xml"))
-    (name,) = {key.split("/")[1] for key in result.stats if key.endswith("/failed")}
-    reason = result.stats[f"source/{name}/reason"]
-    assert reason.startswith(f"error reading {httpserver.url_for('/bad.xml')}: ValueError: ")
-    assert "\n" not in reason
+    try:
+        raise ValueError("offset must be a timedelta\nstrictly between -24h and 24h")
+    except ValueError:
+        failure = Failure()
+    monitor.spider_error(failure, response, Spider("feeds"))
+    assert stats.get_value("source/e/failed") == 1
+    assert stats.get_value("source/e/reason") == (
+        "error reading https://e.com/feed: ValueError: offset must be a timedelta "
+        "strictly between -24h and 24h"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_bad_entry_never_costs_the_others(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """An impossible zone offset (+99:99) and a malformed link (http://[::1) used to stop the
+    entry loop with the feed's validators saved: the rest of the feed lost for good."""
+    items = [
+        ("good one", "https://e.com/1", "Sat, 17 Jul 2021 10:00:00 GMT", ""),
+        ("bad date", "https://e.com/2", "2021-07-17T10:00:00+99:99", ""),
+        ("bad link", "http://[::1", "Sat, 17 Jul 2021 11:00:00 GMT", ""),
+        ("bad media", "https://e.com/4", "Sat, 17 Jul 2021 12:00:00 GMT",
+         '<media:thumbnail url="http://[::1/x.jpg"/>'),
+        ("good two", "https://e.com/5", "Sat, 17 Jul 2021 13:00:00 GMT", ""),
+    ]  # fmt: skip
+    feed = "".join(
+        f"<item><title>{title}</title><link>{link}</link><pubDate>{date}</pubDate>{extra}"
+        "<description>text</description></item>"
+        for title, link, date, extra in items
+    )
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        '<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+        f"<channel><title>t</title>{feed}</channel></rss>",
+        content_type="application/rss+xml",
+        headers={"ETag": '"v1"'},
+    )
+    url = httpserver.url_for("/feed.xml")
+    result = await crawl_in_process("feeds", tmp_path, url=url)
+    titles = sorted(post["title"] for post in result.posts().values())
+    # A malformed link or image is no link or image; an impossible date is no article.
+    assert titles == ["bad link", "bad media", "good one", "good two"]
+    (name,) = {key.split("/")[1] for key in result.stats if key.endswith("/bad_entry")}
+    assert result.stat(f"source/{name}/bad_entry") == 1
+    assert result.stat(f"source/{name}/failed") is None
+    assert "entry 2 dropped (ValueError: offset must be a timedelta" in result.log
+    index = (tmp_path / ".index.jsonl").read_text(encoding="utf-8")
+    assert "[::1" not in index
+    # Every entry was archived or deliberately dropped: the validators are kept.
+    state = ArchiveState(tmp_path)
+    assert state.feed_validators(url) == ('"v1"', None)
+    state.close()
 
 
 def harvest_with_broken_spiders(sources: Path, output: Path) -> subprocess.CompletedProcess[str]:
@@ -291,3 +340,49 @@ def test_an_unusable_archive_or_log_is_one_line(tmp_path: Path) -> None:
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith(message), (name, line)
     assert not (tmp_path / "o").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_entry_without_date_or_link_is_archived_once(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Its title key would change with the fetch day; its guid keeps it one story."""
+
+    def serve(title: str) -> None:
+        httpserver.clear_all_handlers()
+        httpserver.expect_request("/feed.xml").respond_with_data(
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+            f'<item><title>{title}</title><guid isPermaLink="false">tag:e.com,2021:42</guid>'
+            "<description>text</description></item></channel></rss>",
+            content_type="application/rss+xml",
+        )
+
+    serve("Undated, linkless")
+    url = httpserver.url_for("/feed.xml")
+    first = await crawl_in_process("feeds", tmp_path, url=url)
+    assert first.stat("write/written") == 1
+    serve("Undated, linkless, edited the next day")
+    second = await crawl_in_process("feeds", tmp_path, url=url)
+    assert second.stat("write/written") is None
+    assert second.stat("dedup/duplicate/archived_url") == 1
+    line = json.loads((tmp_path / ".index.jsonl").read_text(encoding="utf-8"))
+    assert line["canonical_url"] == "entry:tag:e.com,2021:42"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_json_list_page_nested_too_deep_skips_only_that_page(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError, not ValueError
+    page_1 = {"type": "all", "page": "1", "_csrf": CSRF_TOKEN}
+    httpserver.expect_request("/home/more", query_string=page_1).respond_with_data(
+        deep, content_type="application/json"
+    )  # registered first: it wins over the fixture site's page 1
+    serve_cnbeta(httpserver)
+    result = await crawl_in_process(
+        "cnbeta", tmp_path, {"DRIFT_MIN_EXTRACTION": 0}, base_url=httpserver.url_for("").rstrip("/")
+    )
+    # This page and the fixture site's own broken page 3; pages 2 and 4 were still read.
+    assert result.stat("source/cnbeta/list_page_invalid_json") == 2
+    assert result.stat("source/cnbeta/failed") is None
+    assert result.stat("write/written") >= 4  # the home page's articles and the later pages'

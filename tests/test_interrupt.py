@@ -115,7 +115,9 @@ class Running:
 def start_harvest(home: Path, sources: Path, *args: str) -> Running:
     output, log = home / "archive", home / "harvest.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "harvest", *FAST, "--sources", str(sources),
+        # No entry cap: the 10,000-entry feed is what a signal must cut short.
+        [sys.executable, "-m", "crawler", "harvest", *FAST, "-s", "MAX_ENTRIES_PER_FEED=0",
+         "--sources", str(sources),
          "--output", str(output), "--log-file", str(log), *args],
         cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,

@@ -158,5 +158,7 @@ def _canonical_url(entry: dict[str, Any]) -> str | None:
     """The URL key of an indexed post, by today's rules; None for a post without one."""
     if not isinstance(entry.get("canonical_url"), str):
         return None  # the post had no URL of its own (home page, shared link)
+    if entry["canonical_url"].startswith("entry:"):
+        return entry["canonical_url"]  # an entry's identity (guid), not a URL
     url = entry.get("url")
     return (url_key(url) if isinstance(url, str) else None) or entry["canonical_url"]

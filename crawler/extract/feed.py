@@ -7,6 +7,7 @@ normalize pipeline sanitizes and resolves links, and feedparser's pass strips la
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections import Counter
 from collections.abc import Iterator
@@ -37,6 +38,17 @@ class FeedEntry:
     image: str | None
     # False when ``link`` is not the story's own (no link, the site's home, a shared link).
     has_own_url: bool
+    # A stable name for an entry without a link of its own: its guid/id, else a hash of the
+    # feed URL, title and content (so an undated, linkless entry is archived once).
+    identity: str | None = None
+
+
+@dataclass(frozen=True)
+class BadEntry:
+    """An entry that could not be used (an impossible date, a malformed URL): why, in a line."""
+
+    reason: str
+    link: str | None = None
 
 
 def parse_feed(body: bytes, headers: dict[str, str], url: str) -> Any:
@@ -56,28 +68,66 @@ def is_feed(parsed: Any) -> bool:
 
 def feed_entries(
     parsed: Any, feed_url: str, zone: tzinfo, fetched_at: datetime
-) -> Iterator[FeedEntry | None]:
-    """One FeedEntry per entry, in feed order; None for an entry without a title."""
-    links = [entry_link(entry, feed_url) for entry in parsed.entries]
-    shared = {link for link, count in Counter(links).items() if link and count > 1}
+) -> Iterator[FeedEntry | BadEntry | None]:
+    """One result per entry, in feed order: a FeedEntry, None for an entry without a title,
+    or a BadEntry. Each entry is mapped on its own, so one hostile entry never costs the
+    others."""
+    links = [_contained(entry_link, entry, feed_url) for entry in parsed.entries]
+    shared = {link for link, count in Counter(links).items() if isinstance(link, str) and count > 1}
     home = site_home(parsed, feed_url)
     for entry, link in zip(parsed.entries, links, strict=True):
-        title = entry_title(entry)
-        if not title.strip():
-            yield None
+        if isinstance(link, BadEntry):
+            yield link
             continue
-        published, date_from = entry_date(entry, parsed, zone, fetched_at)
-        body, body_base = entry_body(entry, feed_url, link)
-        yield FeedEntry(
-            title=title,
-            link=link,
-            published=published,
-            date_from=date_from,
-            body=body,
-            body_base=body_base,
-            image=entry_image(entry, body_base or feed_url),
-            has_own_url=bool(link) and link not in shared and link not in home,
-        )
+        try:
+            yield _feed_entry(entry, link, parsed, feed_url, zone, fetched_at, shared | home)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError,
+                UnicodeError) as error:  # fmt: skip
+            yield BadEntry(f"{type(error).__name__}: {error}", link)
+
+
+def _feed_entry(
+    entry: Any,
+    link: str | None,
+    parsed: Any,
+    feed_url: str,
+    zone: tzinfo,
+    fetched_at: datetime,
+    not_own: set[str],
+) -> FeedEntry | None:
+    title = entry_title(entry)
+    if not title.strip():
+        return None
+    published, date_from = entry_date(entry, parsed, zone, fetched_at)
+    body, body_base = entry_body(entry, feed_url, link)
+    has_own_url = bool(link) and link not in not_own
+    return FeedEntry(
+        title=title,
+        link=link,
+        published=published,
+        date_from=date_from,
+        body=body,
+        body_base=body_base,
+        image=entry_image(entry, body_base or feed_url),
+        has_own_url=has_own_url,
+        identity=None if has_own_url else entry_identity(entry, feed_url, title, body),
+    )
+
+
+def _contained(step: Any, entry: Any, feed_url: str) -> str | BadEntry | None:
+    try:
+        return step(entry, feed_url)  # type: ignore[no-any-return]
+    except (ValueError, TypeError, AttributeError, UnicodeError) as error:
+        return BadEntry(f"link: {type(error).__name__}: {error}")
+
+
+def entry_identity(entry: Any, feed_url: str, title: str, body: str) -> str:
+    """The entry's guid/id when it has one, else a hash of feed URL, title and content."""
+    guid = entry.get("id")
+    if isinstance(guid, str) and guid.strip():
+        return guid.strip()[:500]
+    digest = hashlib.sha256("\x00".join((feed_url, title, body)).encode("utf-8", "replace"))
+    return f"sha256:{digest.hexdigest()[:32]}"
 
 
 def entry_link(entry: Any, feed_url: str) -> str | None:
@@ -152,7 +202,10 @@ def entry_image(entry: Any, base: str) -> str | None:
     ]
     for candidate in candidates:
         if isinstance(candidate, str) and candidate.strip():
-            return urljoin(base, candidate.strip())
+            try:
+                return urljoin(base, candidate.strip())
+            except ValueError:  # a malformed URL (http://[::1): not an image, try the next
+                continue
     return None
 
 

@@ -84,7 +84,7 @@ class NormalizePipeline:
         adapter["has_own_url"] = bool(url) and adapter.get("has_own_url", True) is not False
         # The story's dedup keys, computed once here for dedup and write.
         adapter["title_key"], adapter["url_key"] = story_keys(
-            title, published, url, adapter["has_own_url"]
+            title, published, url, adapter["has_own_url"], clean_text(adapter.get("identity") or "")
         )
         self.stats.inc_value("normalize/ok")
         return item

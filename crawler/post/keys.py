@@ -90,11 +90,21 @@ def key_digest(key: str) -> str:
 
 
 def story_keys(
-    title: str, published: datetime, url: str | None, has_own_url: bool
+    title: str,
+    published: datetime,
+    url: str | None,
+    has_own_url: bool,
+    identity: str | None = None,
 ) -> tuple[str, str | None]:
-    """The title key and, for an item whose url is its own, the URL key of a normalized item."""
-    own_url = url_key(url) if (url and has_own_url) else None
-    return title_key(title, published), own_url
+    """The title key and, for an item whose url is its own, the URL key of a normalized item.
+
+    An item without a URL of its own but with an ``identity`` (a feed entry's guid) gets
+    ``entry:<identity>`` in the URL key's place: its title key alone would change with the
+    fetch date of an undated entry.
+    """
+    if url and has_own_url:
+        return title_key(title, published), url_key(url)
+    return title_key(title, published), (f"entry:{identity}" if identity else None)
 
 
 def listing_keys(

@@ -134,7 +134,7 @@ class CnbetaSpider(SiteSpider):
         """The entries of a JSON list page; None (logged and counted) when it has none to give."""
         try:
             data = json.loads(response.body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nested 100,000 deep
             self.problem(
                 "list_page_invalid_json", "JSON list page %d is not JSON (%s)", page, error
             )

@@ -19,7 +19,7 @@ from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler.drift import count_page
-from crawler.extract.feed import FeedEntry, feed_entries, is_feed, parse_feed
+from crawler.extract.feed import BadEntry, FeedEntry, feed_entries, is_feed, parse_feed
 from crawler.extract.fulltext import extract_article
 from crawler.items import Article
 from crawler.pipelines.write import WriteFailed
@@ -169,6 +169,9 @@ class FeedsSpider(HarvestSpider):
         self._parsing.add(feed_url)
         try:
             yield from self._entries(parsed, response, source, feed_url)
+        except BaseException:  # the rest of the feed was not read: fetch it whole next time
+            self._incomplete.add(feed_url)
+            raise
         finally:
             self._parsing.discard(feed_url)
             self._save_validators_when_done(feed_url)
@@ -180,11 +183,27 @@ class FeedsSpider(HarvestSpider):
         fetched_at = datetime.now(UTC)
         max_age = _max_age(source, self.settings.getfloat("MAX_AGE_DAYS"))
         entries = feed_entries(parsed, response.url, source.zone, fetched_at)
+        cap = self.settings.getint("MAX_ENTRIES_PER_FEED")
         for position, entry in enumerate(entries):
             if not self.crawler.crawling:  # stopping (a signal): Scrapy would read them all
                 self._cut_short(source, feed_url, len(parsed.entries) - position)
                 return
+            if cap and position >= cap:
+                self.count(source.name, "entries_over_cap", len(parsed.entries) - position)
+                self.logger.warning(
+                    "source %s: %d entries past MAX_ENTRIES_PER_FEED (%d) not read",
+                    source.name, len(parsed.entries) - position, cap,
+                )  # fmt: skip
+                return
             self.count(source.name, "seen")
+            if isinstance(entry, BadEntry):
+                self.count(source.name, "dropped")
+                self.count(source.name, "bad_entry")
+                self.logger.warning(
+                    "source %s: entry %d dropped (%s)%s", source.name, position + 1,
+                    entry.reason, f": {entry.link}" if entry.link else "",
+                )  # fmt: skip
+                continue
             if entry is None:
                 count_page(stats, source.name, None, ["title"])
                 stats.inc_value("feeds/entry_without_title")
@@ -337,6 +356,7 @@ def _article(entry: FeedEntry, source: Source) -> Article:
         image=entry.image,
         fallback_image=source.fallback_image,
         has_own_url=entry.has_own_url,
+        identity=entry.identity,
     )
 
 
