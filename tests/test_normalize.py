@@ -96,3 +96,9 @@ def test_bad_articles_are_dropped_and_counted(
 def test_items_without_an_own_url_are_marked(pipeline: NormalizePipeline) -> None:
     assert pipeline.process_item(article(has_own_url=False))["has_own_url"] is False
     assert pipeline.process_item(article(url=None))["has_own_url"] is False
+
+
+def test_an_unusable_article_is_dropped_with_its_reason(pipeline: NormalizePipeline) -> None:
+    with pytest.raises(DropItem, match=r"unusable article \(TypeError: .*\): https://e.com/x"):
+        pipeline.process_item(article(title=b"bytes, not text", url="https://e.com/x"))
+    assert pipeline.stats.get_value("normalize/dropped/unusable") == 1

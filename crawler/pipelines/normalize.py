@@ -43,6 +43,15 @@ class NormalizePipeline:
         )
 
     def process_item(self, item: Any) -> Any:
+        try:
+            return self._normalize(item)
+        except (ValueError, TypeError, UnicodeError, OverflowError, RecursionError) as error:
+            # Hostile or malformed data in one article (a value lxml refuses, a date out of
+            # range): this article is dropped with the reason, the others go on.
+            url = ItemAdapter(item).get("url")
+            self._drop("unusable", f"unusable article ({type(error).__name__}: {error}): {url}")
+
+    def _normalize(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
         url = clean_text(adapter.get("url") or "") or None
         title = clean_title(adapter.get("title") or "")
