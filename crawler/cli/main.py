@@ -132,6 +132,8 @@ def harvest(args: argparse.Namespace) -> int:
         log_file = Path(args.log_file).expanduser().resolve()
         if not log_file.parent.is_dir() or log_file.is_dir():
             raise UsageFailure(f"--log-file {log_file}: its folder does not exist")
+        # Logs name URLs, paths and errors: owner-only, created before Scrapy appends to it.
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         settings.set("LOG_FILE", str(log_file), "cmdline")
     if args.quiet:
         settings.set("LOG_LEVEL", "WARNING", priority="cmdline")

@@ -22,6 +22,7 @@ from crawler.drift import count_page
 from crawler.extract.feed import BadEntry, FeedEntry, feed_entries, is_feed, parse_feed
 from crawler.extract.fulltext import extract_article
 from crawler.items import Article
+from crawler.middlewares import TRUSTED_HOST
 from crawler.pipelines.write import WriteFailed
 from crawler.post.cleaning import one_line
 from crawler.sources import (
@@ -182,6 +183,7 @@ class FeedsSpider(HarvestSpider):
         stats = self.crawler.stats
         fetched_at = datetime.now(UTC)
         max_age = _max_age(source, self.settings.getfloat("MAX_AGE_DAYS"))
+        rsshub_base = self.settings.get("RSSHUB_BASE")
         entries = feed_entries(parsed, response.url, source.zone, fetched_at)
         cap = self.settings.getint("MAX_ENTRIES_PER_FEED")
         for position, entry in enumerate(entries):
@@ -237,7 +239,8 @@ class FeedsSpider(HarvestSpider):
                     callback=self.parse_full_text,
                     errback=self.full_text_failed,
                     cb_kwargs={"item": item},
-                    meta={"source_name": source.name},
+                    # An entry's link is content: checked if it leaves the feed's own host.
+                    meta={"source_name": source.name, TRUSTED_HOST: _host(source, rsshub_base)},
                     dont_filter=True,  # each tracked item must come back
                 )
             else:
@@ -358,6 +361,11 @@ def _article(entry: FeedEntry, source: Source) -> Article:
         has_own_url=entry.has_own_url,
         identity=entry.identity,
     )
+
+
+def _host(source: Source, rsshub_base: str) -> str:
+    """The host the feed is fetched from (its mirror's, when it has one)."""
+    return urlsplit(_mirrored(source.feed_url(rsshub_base), source)).hostname or ""
 
 
 def _max_age(source: Source, setting: float) -> float:
