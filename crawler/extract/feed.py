@@ -63,7 +63,7 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str) -> Any:
 
 def is_feed(parsed: Any) -> bool:
     """False for something that is not a feed at all (an HTML page, garbage)."""
-    return bool(parsed.entries) or (bool(parsed.version) and not parsed.bozo)
+    return bool(parsed.get("entries")) or (bool(parsed.get("version")) and not parsed.get("bozo"))
 
 
 def feed_entries(

@@ -274,7 +274,7 @@ class SiteSpider(HarvestSpider):
             return f"http_{status}"
         self.problem(
             f"{what}_fetch_failed", "%s %s could not be fetched: %s",
-            what, request.url, failure.getErrorMessage(),
+            what, request.url, failure_reason(failure),
         )  # fmt: skip
         return "unreachable"
 
@@ -380,10 +380,12 @@ def has_content(body: str | None) -> bool:
 
 
 def failure_reason(failure: Failure) -> str:
-    """Why a request finally failed, in a few words: ``HTTP 503`` or the network error."""
+    """Why a request finally failed, in a few words: ``HTTP 503`` or the network error (its
+    type when it has no message: a connection reset mid-body says nothing more)."""
     if failure.check(HttpError):
         return f"HTTP {failure.value.response.status}"
-    return one_line(failure.getErrorMessage())
+    message = one_line(failure.getErrorMessage())
+    return message if message.strip() else failure.type.__name__
 
 
 def _http_url(value: Any) -> str:

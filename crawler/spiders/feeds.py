@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
+from xml.sax import SAXException
 
 import scrapy
 from scrapy import signals
@@ -144,6 +145,11 @@ class FeedsSpider(HarvestSpider):
     def parse_feed(self, response: Response, source: Source) -> Iterator[Any]:
         stats = self.crawler.stats
         feed_url = response.meta["feed_url"]
+        if response.status == 304 and not _sent_validators(response):
+            # "Not modified" since what? A server that says so unasked hides the feed.
+            self._feed_failed(source, f"HTTP 304 to a request without validators: {response.url}")
+            self._finished(feed_url)
+            return
         if response.status == 304:
             stats.inc_value("feeds/not_modified")
             self.count(source.name, "not_modified")
@@ -159,6 +165,10 @@ class FeedsSpider(HarvestSpider):
         if parsed.bozo:
             stats.inc_value("feeds/bozo")
             self.count(source.name, "bozo")
+            if isinstance(parsed.get("bozo_exception"), SAXException):
+                # Broken XML (a body cut short, a truncated gzip): entries may be missing,
+                # so no validators: the next run reads the feed whole again.
+                self._incomplete.add(feed_url)
             self.logger.warning(
                 "source %s: malformed feed, keeping the %d entries recovered (%s)",
                 source.name, len(parsed.entries), one_line(parsed.get("bozo_exception")),
@@ -388,6 +398,11 @@ def _header_dict(response: Response) -> dict[str, str]:
         key.decode("latin-1").lower(): b", ".join(values).decode("latin-1")
         for key, values in response.headers.items()
     }
+
+
+def _sent_validators(response: Response) -> bool:
+    headers = response.request.headers if response.request is not None else {}
+    return bool(headers.get("If-None-Match") or headers.get("If-Modified-Since"))
 
 
 def _header(response: Response, name: str) -> str | None:
