@@ -34,9 +34,6 @@ Promises checked, for each fault:
   is left;
 - a feed that failed keeps no validators (the next run reads it whole);
 - bombs and oversized bodies are dropped by size, not read (Scrapy's log says so).
-
-Tests marked ``xfail(strict=True)`` state the right behaviour where the crawler does not
-have it yet; each reason names the function at fault.
 """
 
 from __future__ import annotations
@@ -99,46 +96,6 @@ FEEDS = {
     "304-unasked": "/304-unasked/feed",
 }
 RETRY_AFTER_SOURCES = [name for name in FEEDS if name.startswith("retry-after-")]
-
-EMPTY_REASON = (
-    "crawler/spiders/base.py failure_reason and SiteSpider.request_failed: an exception "
-    "without a message (the ResponseDataLossError of a reset, the DownloadCancelledError of "
-    "a chunked body cut at DOWNLOAD_MAXSIZE) gives an empty reason, 'FAILED: : URL'"
-)
-SUPERSCRIPT_REASON = (
-    "crawler/middlewares.py retry_after_seconds: str.isdigit() accepts '²' (Latin-1 0xB2) "
-    "and float() then raises ValueError, which escapes process_response: no retry, and the "
-    "source fails with 'could not convert string to float'"
-)
-UNASKED_304_REASON = (
-    "crawler/spiders/feeds.py FeedsSpider.parse_feed: a 304 to a request that sent no "
-    "validators is taken as 'not modified', so the feed was never read and nothing says so"
-)
-TRUNCATED_GZIP_REASON = (
-    "crawler/spiders/feeds.py FeedsSpider.parse_feed: the validators of a feed whose gzip "
-    "stream was cut short (Scrapy inflates what it can; feedparser: bozo) are kept, so the "
-    "next run gets a 304 and never reads the lost entries"
-)
-EMPTY_FEED_REASON = (
-    "crawler/extract/feed.py is_feed: parsed.version raises AttributeError when feedparser "
-    "found no document at all (an empty body): a spider error with a traceback, and the "
-    "reason is the AttributeError instead of 'not a feed'"
-)
-REDIRECT_LOOP_REASON = (
-    "crawler/spiders/listpage.py ListSourceSpider._list_request, crawler/spiders/base.py "
-    "SiteSpider.article_requests and crawler/spiders/cnbeta.py CnbetaSpider.start: the "
-    "request back to A is dropped by Scrapy's duplicate filter, so neither callback nor "
-    "errback runs: the source is not FAILED, the article not counted"
-)
-EMPTY_LIST_REASON = (
-    "crawler/spiders/listpage.py ListSourceSpider.parse_list: a list page that answered 200 "
-    "with no body at all is only 'list_page_without_links'; the source is not FAILED"
-)
-CHARSET_LIE_REASON = (
-    "crawler/spiders/pages.py PageSpider.parse_article: response.text trusts the HTTP "
-    "charset even when the body is not valid in it (GBK bytes labelled UTF-8), so the post "
-    "is archived with U+FFFD for a title; the page's own <meta charset> should win then"
-)
 
 
 def feed_url(server: FaultServer, refused: str, name: str) -> str:
@@ -496,13 +453,11 @@ def test_a_failed_article_line_says_why(
     assert why.strip()
 
 
-@pytest.mark.xfail(strict=True, reason=CHARSET_LIE_REASON)
 def test_a_gbk_article_labelled_utf8_keeps_its_title(list_run: CrawlResult) -> None:
     assert article_title(CHARSET_LIE_ARTICLE) in titles_of(list_run)
     assert not any("\ufffd" in title for title in titles_of(list_run))
 
 
-@pytest.mark.xfail(strict=True, reason=REDIRECT_LOOP_REASON)
 @pytest_twisted.ensureDeferred
 async def test_an_article_in_a_redirect_loop_is_counted_as_failed(
     server: FaultServer, tmp_path: Path
@@ -528,14 +483,8 @@ async def test_an_article_in_a_redirect_loop_is_counted_as_failed(
         ("/304-unasked/list", "HTTP 304"),
         ("/gzip-bomb/list", "exceeded DOWNLOAD_MAXSIZE"),
         ("/reset/list", None),
-        pytest.param(
-            "/redirect-loop/a/list",
-            None,
-            marks=pytest.mark.xfail(strict=True, reason=REDIRECT_LOOP_REASON),
-        ),
-        pytest.param(
-            "/empty-200/list", None, marks=pytest.mark.xfail(strict=True, reason=EMPTY_LIST_REASON)
-        ),
+        ("/redirect-loop/a/list", None),
+        ("/empty-200/list", None),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -561,11 +510,7 @@ async def test_an_unreadable_list_page_fails_its_source(
     [
         ("/gzip-bomb/cnbeta", "exceeded DOWNLOAD_MAXSIZE"),
         ("/retry-after/future/cnbeta", "HTTP 429"),
-        pytest.param(
-            "/redirect-loop/a/cnbeta",
-            None,
-            marks=pytest.mark.xfail(strict=True, reason=REDIRECT_LOOP_REASON),
-        ),
+        ("/redirect-loop/a/cnbeta", None),
     ],
 )
 @pytest_twisted.ensureDeferred

@@ -179,6 +179,7 @@ class SiteSpider(HarvestSpider):
         super().__init__()
         arguments = self.check_arguments(**kwargs)
         self.source: Source = self.source_from(arguments)
+        self.requested: set[str] = set()  # article URLs asked for in this crawl
         self.options = {k: v for k, v in arguments.items() if k not in self.common_arguments}
         if not self.arguments_shape_the_source:
             # Each own argument becomes an attribute; its default is ``default_<name>``.
@@ -287,6 +288,9 @@ class SiteSpider(HarvestSpider):
         self.stat("seen", len(listings))
         skipped = 0
         for listing in listings:
+            if listing.url in self.requested:  # listed twice (two lists, two sitemaps)
+                continue
+            self.requested.add(listing.url)
             if not self.crawler.crawling:  # stopping (a signal): request no more
                 break
             if self.archive.is_archived(listing.title, listing.published, listing.url):
@@ -303,6 +307,9 @@ class SiteSpider(HarvestSpider):
                 errback=self.article_failed,
                 cb_kwargs={"listing": listing},
                 meta=self.content_meta(),
+                # Deduplicated above; Scrapy's filter would silently drop the way back of a
+                # redirect loop (no callback, no errback): let it end in an error we count.
+                dont_filter=True,
             )
         self.logger.info(
             "source %s: %d articles listed, %d already archived",
@@ -377,6 +384,12 @@ _TAG = re.compile(r"<[^<>]*>")  # [^<>]: linear on hostile text such as "<<<<<<"
 def has_content(body: str | None) -> bool:
     """Whether an article body has any text or image at all."""
     return bool(body) and ("<img" in body or bool(_TAG.sub("", body).strip()))
+
+
+def asked_url(failure: Failure) -> str:
+    """The URL a failed request first asked for (before any redirect)."""
+    request = failure.request  # type: ignore[attr-defined]
+    return str((request.meta.get("redirect_urls") or [request.url])[0])
 
 
 def failure_reason(failure: Failure) -> str:

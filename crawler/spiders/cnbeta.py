@@ -33,6 +33,7 @@ from crawler.spiders.base import (
     ArgumentSpec,
     Listing,
     SiteSpider,
+    asked_url,
     failure_reason,
     text_title,
     whole_number,
@@ -70,7 +71,10 @@ class CnbetaSpider(SiteSpider):
 
     async def start(self) -> AsyncIterator[Any]:
         yield scrapy.Request(
-            self.fetch_url(f"{SITE}/"), callback=self.parse_home, errback=self.home_failed
+            self.fetch_url(f"{SITE}/"),
+            callback=self.parse_home,
+            errback=self.home_failed,
+            dont_filter=True,  # a redirect loop must end in an error, not vanish
         )
 
     # --- the list ------------------------------------------------------------------------
@@ -95,7 +99,7 @@ class CnbetaSpider(SiteSpider):
 
     def home_failed(self, failure: Failure) -> None:
         self.request_failed("home", failure)
-        url = failure.request.url  # type: ignore[attr-defined]
+        url = asked_url(failure)
         self.source_failed(self.source.name, "home page %s: %s", url, failure_reason(failure))
 
     def _more_request(self, page: int, token: str) -> scrapy.Request:

@@ -12,7 +12,8 @@ from parsel import SelectorList
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.spiders.base import ArgumentSpec, Listing, failure_reason, whole_number
+from crawler.drift import layout_changed
+from crawler.spiders.base import ArgumentSpec, Listing, asked_url, failure_reason, whole_number
 from crawler.spiders.pages import PageSpider
 
 
@@ -45,6 +46,7 @@ class ListSourceSpider(PageSpider):
             callback=self.parse_list,
             errback=self.list_failed,
             cb_kwargs={"page": page, "page_url": url},
+            dont_filter=True,  # a redirect loop must end in an error, not vanish
             # Page 1 is the source itself; the next pages' URLs come from the content.
             meta=self.content_meta() if page > 1 else {"source_name": self.source.name},
         )
@@ -61,8 +63,13 @@ class ListSourceSpider(PageSpider):
                 self.listed.add(url)
                 listings.append(Listing(url=url))
         self.stat("list_pages")
+        if page == 1 and not response.body.strip():
+            self.source_failed(self.source.name, "list page %s: empty (no body)", response.url)
+            return
         if not listings:
             self.problem("list_page_without_links", "no article links on %s", response.url)
+            if page == 1 and not self.listed:  # the links selector finds nothing: drift
+                layout_changed(self.crawler.stats, self.source.name, "list", response.url)
         yield from self.article_requests(listings, self.parse_article)
         if self.source.next and page < self.source.pages:
             following = _hrefs(response.css(self.source.next))
@@ -74,7 +81,7 @@ class ListSourceSpider(PageSpider):
         request = failure.request  # type: ignore[attr-defined]
         if request.cb_kwargs["page"] == 1:
             reason = failure_reason(failure)
-            self.source_failed(self.source.name, "list page %s: %s", request.url, reason)
+            self.source_failed(self.source.name, "list page %s: %s", asked_url(failure), reason)
 
 
 def _hrefs(selected: SelectorList) -> list[str]:

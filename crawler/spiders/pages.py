@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from scrapy.http import Response, TextResponse
+from w3lib.encoding import html_body_declared_encoding
 
 from crawler.extract.page import read_article
 from crawler.items import Article
@@ -92,7 +93,7 @@ class PageSpider(SiteSpider):
             return
         rules = self.source.rules
         page = read_article(
-            response.text,
+            page_text(response),
             listing.url,
             self.source.zone,
             title=rules.title,
@@ -112,3 +113,19 @@ class PageSpider(SiteSpider):
             image=page.image,
             remove=rules.remove,
         )
+
+
+def page_text(response: TextResponse) -> str:
+    """The page as text. A site that labels GBK bytes UTF-8 gets U+FFFD all over: when the
+    body is not valid in the charset the headers give, the page's own ``<meta charset>``
+    is tried before the damaged text is kept."""
+    text = response.text
+    if "\ufffd" not in text:
+        return text
+    declared = html_body_declared_encoding(response.body)
+    if declared and declared.lower() != (response.encoding or "").lower():
+        try:
+            return response.body.decode(declared)
+        except (LookupError, UnicodeDecodeError):
+            pass  # the page lies twice: keep Scrapy's reading
+    return text

@@ -18,7 +18,7 @@ from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.python.failure import Failure
 
 from crawler.extract.sitemap import is_recent, parse_sitemap
-from crawler.spiders.base import ArgumentSpec, Listing, failure_reason, text_title
+from crawler.spiders.base import ArgumentSpec, Listing, asked_url, failure_reason, text_title
 from crawler.spiders.pages import PageSpider
 
 # Sitemap indexes that list indexes: deeper than this is a loop or a trap.
@@ -90,5 +90,5 @@ class SitemapSourceSpider(PageSpider):
 
     def sitemap_failed(self, failure: Failure) -> None:
         self.request_failed("sitemap", failure)
-        url = failure.request.url  # type: ignore[attr-defined]
+        url = asked_url(failure)
         self.source_failed(self.source.name, "sitemap %s: %s", url, failure_reason(failure))
