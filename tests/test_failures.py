@@ -24,6 +24,7 @@ from support import (
     PROJECT_ROOT,
     TESTS,
     crawl_in_process,
+    crawl_settings,
     fixture_server,
     run_concurrently,
     run_harvest,
@@ -36,6 +37,7 @@ from support import (
 from twisted.python.failure import Failure
 
 from crawler.archive.state import ArchiveState
+from crawler.checks import SettingError, check_settings
 from crawler.extensions import SourceStats
 from crawler.pipelines.validate import InvalidPost, ValidatePipeline
 
@@ -296,12 +298,20 @@ BAD_SETTINGS = {
 }
 
 
+@pytest.mark.parametrize(("setting", "message"), BAD_SETTINGS.items())
+def test_a_bad_setting_is_refused_before_anything_runs(setting: str, message: str) -> None:
+    settings = crawl_settings(Path("unused"))
+    name, _, value = setting.partition("=")
+    settings.set(name, value, priority="cmdline")
+    with pytest.raises(SettingError) as refused:
+        check_settings(settings)
+    assert str(refused.value).startswith(message)
+
+
 def test_a_bad_setting_is_one_line_and_exit_2() -> None:
-    done = run_concurrently(
-        {setting: partial(run_scrapy, "crawl", "cnbeta", "-s", setting) for setting in BAD_SETTINGS}
-    )
-    for setting, message in BAD_SETTINGS.items():
-        assert usage_error(done[setting]).startswith(message), setting
+    """The same check runs in ``scrapy crawl`` (and ``harvest``) before anything else."""
+    done = run_scrapy("crawl", "cnbeta", "-s", "MAX_AGE_DAYS=nan")
+    assert usage_error(done) == "-s MAX_AGE_DAYS='nan': must be a number of days >= 0"
 
 
 def test_an_unusable_archive_or_log_is_one_line(tmp_path: Path) -> None:
