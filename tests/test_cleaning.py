@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import time
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import html as lxml_html
 
@@ -149,3 +151,29 @@ def test_hexo_fences_and_control_characters_never_reach_a_body() -> None:
 def test_a_lazy_source_with_a_control_character_is_kept_clean() -> None:
     body = clean_body('<img data-src="https://e.com/a\x01b.jpg">', BASE)
     assert body.first_image == "https://e.com/ab.jpg"
+
+
+# --- no input makes a text step slower than linear --------------------------------------------
+
+HOSTILE_ALPHABET = "<>/!?&;#x=\"' \n-`~{}\u202eaé中"
+
+
+def cpu_seconds(step: object, text: str) -> float:
+    """The least CPU time (this process only: other load does not count) of a few runs."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.process_time()
+        step(text)  # type: ignore[operator]
+        best = min(best, time.process_time() - began)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(unit=st.text(alphabet=HOSTILE_ALPHABET, min_size=1, max_size=12))
+def test_cleaning_work_grows_linearly_with_hostile_input(unit: str) -> None:
+    """Eight times the input costs about eight times the work, never the 64 times of a
+    quadratic step (the old tag pattern took 177 s on 480 KB). Generous margin: 24x."""
+    small = unit * (16_000 // len(unit) + 1)
+    large = small * 8
+    for step in (clean_title, encode_for_post, lambda text: clean_body(text, BASE)):
+        assert cpu_seconds(step, large) <= 24 * cpu_seconds(step, small) + 0.02
