@@ -168,12 +168,12 @@ def cpu_seconds(step: object, text: str) -> float:
     return best
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(unit=st.text(alphabet=HOSTILE_ALPHABET, min_size=1, max_size=12))
 def test_cleaning_work_grows_linearly_with_hostile_input(unit: str) -> None:
     """Eight times the input costs about eight times the work, never the 64 times of a
     quadratic step (the old tag pattern took 177 s on 480 KB). Generous margin: 24x."""
-    small = unit * (16_000 // len(unit) + 1)
+    small = unit * (8_000 // len(unit) + 1)
     large = small * 8
     for step in (clean_title, encode_for_post, lambda text: clean_body(text, BASE)):
         assert cpu_seconds(step, large) <= 24 * cpu_seconds(step, small) + 0.02

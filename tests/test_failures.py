@@ -23,6 +23,7 @@ from support import (
     FAST,
     PROJECT_ROOT,
     TESTS,
+    background_job,
     crawl_in_process,
     crawl_settings,
     fixture_server,
@@ -30,6 +31,7 @@ from support import (
     run_harvest,
     run_scrapy,
     serve_cnbeta,
+    serve_feeds,
     source_table,
     usage_error,
     write_sources,
@@ -54,8 +56,15 @@ EMPTY_RSS = (
 )
 
 
-def test_an_unknown_spider_is_one_line_and_exit_2() -> None:
-    message = usage_error(run_scrapy("crawl", "nosuchspider"))
+@background_job
+def unknown_spider_run(home: Path) -> subprocess.CompletedProcess[str]:
+    return run_scrapy("crawl", "nosuchspider")
+
+
+def test_an_unknown_spider_is_one_line_and_exit_2(
+    unknown_spider_run: subprocess.CompletedProcess[str],
+) -> None:
+    message = usage_error(unknown_spider_run)
     assert message == "no spider named 'nosuchspider' (known: cnbeta, feeds, list, sitemap)"
 
 
@@ -151,17 +160,23 @@ def harvest_with_broken_spiders(sources: Path, output: Path) -> subprocess.Compl
     )  # fmt: skip
 
 
-def test_crawls_that_cannot_start_fail_with_a_reason_and_the_rest_run(
-    feed_site: HTTPServer, tmp_path: Path
-) -> None:
+@background_job
+def broken_spiders_run(home: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
     categories = ["a", "b", "c"]
-    sources = write_sources(
-        tmp_path / "sources.toml", feed_site,
-        source_table("exploding", spider="exploding", categories=categories, author="A"),
-        source_table("startfails", spider="startfails", categories=categories, author="A"),
-        source_table("rdf", url="{base}/feeds/rss1.rdf", categories=categories, author="A"),
-    )  # fmt: skip
-    done = harvest_with_broken_spiders(sources, tmp_path / "out")
+    with fixture_server(serve_feeds) as site:
+        sources = write_sources(
+            home / "sources.toml", site,
+            source_table("exploding", spider="exploding", categories=categories, author="A"),
+            source_table("startfails", spider="startfails", categories=categories, author="A"),
+            source_table("rdf", url="{base}/feeds/rss1.rdf", categories=categories, author="A"),
+        )  # fmt: skip
+        return harvest_with_broken_spiders(sources, home / "out"), home / "out"
+
+
+def test_crawls_that_cannot_start_fail_with_a_reason_and_the_rest_run(
+    broken_spiders_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, output = broken_spiders_run
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     by_name = {source["name"]: source for source in report["sources"]}
@@ -171,7 +186,7 @@ def test_crawls_that_cannot_start_fail_with_a_reason_and_the_rest_run(
     assert "RuntimeError: no start requests today" in by_name["startfails"]["reason"]
     assert (by_name["rdf"]["status"], by_name["rdf"]["new"]) == ("ok", 1)
     assert "Unhandled error in Deferred" not in done.stderr
-    runs = (tmp_path / "out" / ".runs.jsonl").read_text().splitlines()
+    runs = (output / ".runs.jsonl").read_text().splitlines()
     assert json.loads(runs[-1]) == report
 
 
@@ -308,30 +323,45 @@ def test_a_bad_setting_is_refused_before_anything_runs(setting: str, message: st
     assert str(refused.value).startswith(message)
 
 
-def test_a_bad_setting_is_one_line_and_exit_2() -> None:
+@background_job
+def bad_setting_run(home: Path) -> subprocess.CompletedProcess[str]:
+    return run_scrapy("crawl", "cnbeta", "-s", "MAX_AGE_DAYS=nan")
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(
+    bad_setting_run: subprocess.CompletedProcess[str],
+) -> None:
     """The same check runs in ``scrapy crawl`` (and ``harvest``) before anything else."""
-    done = run_scrapy("crawl", "cnbeta", "-s", "MAX_AGE_DAYS=nan")
-    assert usage_error(done) == "-s MAX_AGE_DAYS='nan': must be a number of days >= 0"
+    assert usage_error(bad_setting_run) == "-s MAX_AGE_DAYS='nan': must be a number of days >= 0"
 
 
-def test_an_unusable_archive_or_log_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("not a folder")
-    corrupt = tmp_path / "corrupt"
+@background_job
+def unusable_archive_runs(home: Path) -> tuple[dict[str, subprocess.CompletedProcess[str]], Path]:
+    (home / "file").write_text("not a folder")
+    corrupt = home / "corrupt"
     corrupt.mkdir()
     (corrupt / ".state.sqlite3").write_bytes(b"\x13garbage, not SQLite" * 100)
     runs = run_concurrently(
         {
-            "file": partial(run_harvest, "--output", str(tmp_path / "file")),
+            "file": partial(run_harvest, "--output", str(home / "file")),
             "log": partial(
                 run_harvest,
                 "--output",
-                str(tmp_path / "o"),
+                str(home / "o"),
                 "--log-file",
-                str(tmp_path / "nowhere" / "h.log"),
+                str(home / "nowhere" / "h.log"),
             ),
             "corrupt": partial(run_harvest, "--output", str(corrupt), "--only", "cnbeta"),
         }
     )
+    return runs, home
+
+
+def test_an_unusable_archive_or_log_is_one_line(
+    unusable_archive_runs: tuple[dict[str, subprocess.CompletedProcess[str]], Path],
+) -> None:
+    runs, tmp_path = unusable_archive_runs
+    corrupt = tmp_path / "corrupt"
     expected = {
         "file": (2, f"error: --output {tmp_path / 'file'}: not a folder"),
         "log": (
