@@ -73,6 +73,7 @@ class ArchiveService:
         # The paths .index.jsonl lists, read once (when a post is found already on disk).
         self._indexed: set[str] | None = None
         self.stats: Any = None  # the crawl's stats collector (write/repaired)
+        self._stored_any = False  # whether this crawl wrote (or tried to write) a post
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -129,6 +130,10 @@ class ArchiveService:
         """Warn about post files the index does not list (nothing is lost silently)."""
         try:
             indexed = self._indexed_paths()
+            if not self._stored_any and len(indexed) >= self.state.post_count():
+                # A crawl that wrote nothing, over an index as long as the keys: nothing to
+                # look for, and walking a large archive after every idle crawl costs.
+                return
             posts = {path for path, problem in post_entries(self.output_dir) if problem is None}
         except OSError as error:
             logger.warning("archive %s: could not check %s: %s", self.output_dir, INDEX_FILE, error)
@@ -241,6 +246,7 @@ class ArchiveService:
                 "no post is written; leave crawler.pipelines.write.WritePipeline out of "
                 "ITEM_PIPELINES in a dry run"
             )
+        self._stored_any = True
         relpath = post_relpath(index["title"], published, key_digest(title_key))
         root = self.output_dir.resolve()
         written = write_atomically(resolve_inside(root, relpath), data, root=root)

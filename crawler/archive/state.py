@@ -191,6 +191,10 @@ class ArchiveState:
                 return kind
         return None
 
+    def post_count(self) -> int:
+        """How many posts have keys recorded."""
+        return int(self._db.execute("SELECT COUNT(DISTINCT path) FROM story_keys").fetchone()[0])
+
     def remember(self, path: str, title_key: str, url_key: str | None) -> int:
         """Record a written post's keys in one transaction; how many were not recorded yet."""
         now = _now()
