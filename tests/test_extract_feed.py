@@ -63,3 +63,12 @@ def test_not_a_feed() -> None:
         (FEEDS / "not-a-feed.html").read_bytes(), {"content-type": "text/html"}, "https://x/"
     )
     assert not is_feed(parsed)
+
+
+def test_untyped_media_content_is_an_image_and_the_largest_wins() -> None:
+    """The Guardian's items carry media:content with url and width, no type or medium."""
+    chips, podcast = entries("guardian-media.xml", "https://www.theguardian.com/uk/technology/rss")
+    assert chips is not None and podcast is not None
+    assert chips.image is not None and "width=460" in chips.image
+    # An .mp3 is no image; an enclosure without a type counts by its file extension.
+    assert podcast.image == "https://i.guim.co.uk/cover.jpg"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,25 +189,65 @@ def entry_body(entry: Any, feed_url: str, link: str | None) -> tuple[str, str | 
 
 
 def entry_image(entry: Any, base: str) -> str | None:
-    """media:thumbnail, media:content (images only), or an image enclosure."""
-    candidates = [thumb.get("url") for thumb in entry.get("media_thumbnail", [])]
-    candidates += [
-        media.get("url")
-        for media in entry.get("media_content", [])
-        if media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
+    """The entry's own lead image: the largest (by ``width``) of its media:thumbnail,
+    media:content images and image enclosures; in feed order when no width is given.
+
+    A media:content with neither ``type`` nor ``medium`` (The Guardian's feeds) is an image
+    unless its URL's extension says video or audio.
+    """
+    candidates: list[tuple[int, int, str]] = []  # (-width, position, url)
+    media = [
+        *((item, "image") for item in entry.get("media_thumbnail", [])),
+        *((item, _media_kind(item)) for item in entry.get("media_content", [])),
+        *((item, _enclosure_kind(item)) for item in entry.get("enclosures", [])),
     ]
-    candidates += [
-        enclosure.get("href")
-        for enclosure in entry.get("enclosures", [])
-        if str(enclosure.get("type", "")).startswith("image/")
-    ]
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate.strip():
-            try:
-                return urljoin(base, candidate.strip())
-            except ValueError:  # a malformed URL (http://[::1): not an image, try the next
-                continue
-    return None
+    for position, (item, kind) in enumerate(media):
+        url = item.get("url") or item.get("href")
+        if kind != "image" or not isinstance(url, str) or not url.strip():
+            continue
+        try:
+            absolute = urljoin(base, url.strip())
+        except ValueError:  # a malformed URL (http://[::1): not an image, try the next
+            continue
+        candidates.append((-_width(item.get("width")), position, absolute))
+    return min(candidates)[2] if candidates else None
+
+
+_VIDEO_AUDIO = re.compile(
+    r"\.(?:mp4|m4v|mov|webm|mkv|avi|m3u8|mpd|mp3|m4a|aac|ogg|oga|opus|wav|flac)$", re.IGNORECASE
+)
+_IMAGE_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|bmp|svg)$", re.IGNORECASE)
+
+
+def _media_kind(item: Any) -> str:
+    medium = str(item.get("medium") or "").lower()
+    kind = str(item.get("type") or "").lower()
+    if medium:
+        return "image" if medium == "image" else "other"
+    if kind:
+        return "image" if kind.startswith("image/") else "other"
+    return "other" if _VIDEO_AUDIO.search(_path(item.get("url"))) else "image"
+
+
+def _enclosure_kind(item: Any) -> str:
+    kind = str(item.get("type") or "").lower()
+    if kind:
+        return "image" if kind.startswith("image/") else "other"
+    return "image" if _IMAGE_FILE.search(_path(item.get("href"))) else "other"
+
+
+def _path(url: Any) -> str:
+    try:
+        return urlsplit(str(url or "")).path
+    except ValueError:  # a malformed URL: no path to judge by
+        return ""
+
+
+def _width(value: Any) -> int:
+    try:
+        return max(0, int(str(value).strip()))
+    except ValueError:
+        return 0
 
 
 def site_home(parsed: Any, feed_url: str) -> set[str]:
