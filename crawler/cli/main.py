@@ -1,4 +1,5 @@
-"""``python -m crawler`` (also installed as ``technews``): harvest and reindex.
+"""``python -m crawler`` (also installed as ``technews``): harvest, reindex, status, export,
+images, sources and demo.
 
 Exit status: 0 every source was reached; 1 at least one source failed; 2 usage or
 configuration error (one ``error: …`` line on stderr); 75 the archive is locked by another
@@ -8,10 +9,12 @@ run; 130 / 143 the harvest was stopped by SIGINT / SIGTERM (its report says what
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,6 +25,16 @@ from crawler.sources import DEFAULT_SOURCES, Source, SourcesError, load_sources,
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = 128  # + the signal's number: 130 SIGINT, 143 SIGTERM (as a shell reports it)
+
+
+# Subcommands that live in a module of their own: each has ``add_parser(commands)`` (cheap
+# to import: heavy imports stay inside ``run``) and ``run(args) -> int`` (an exit status).
+MODULE_COMMANDS = {
+    "export": "crawler.cli.export",
+    "images": "crawler.cli.images",
+    "sources": "crawler.cli.sources_command",
+    "demo": "crawler.cli.demo",
+}
 
 
 class UsageFailure(Exception):
@@ -38,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             from crawler.cli.status import status_command
 
             return status_command(args)
+        if args.command in MODULE_COMMANDS:
+            return importlib.import_module(MODULE_COMMANDS[args.command]).run(args)  # type: ignore[no-any-return]
         return reindex_command(args)
     except UsageFailure as error:
         print(f"error: {error}", file=sys.stderr)
@@ -70,10 +85,24 @@ class OneLineParser(argparse.ArgumentParser):
         return parsed
 
 
+def program_name() -> str:
+    """How the user called us: ``technews`` (the installed command) or ``python -m crawler``."""
+    called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m crawler" if called in ("", "__main__.py", "-c") else called
+
+
+def version() -> str:
+    try:
+        return metadata.version("technews-harvester")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="python -m crawler", description="Archive tech news as Hexo-style posts."
+        prog=program_name(), description="Archive tech news as Hexo-style posts."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     harvest = commands.add_parser("harvest", help="run every enabled source once")
     harvest.add_argument("--output", help="the archive folder (default: ./output)")
@@ -105,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-after", default="3", metavar="N",
         help="exit status 1 when a source's last N runs all failed (default 3)",
     )  # fmt: skip
+    for module in MODULE_COMMANDS.values():
+        importlib.import_module(module).add_parser(commands)
     return parser
 
 
