@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
 
 from hypothesis import given, settings
@@ -177,3 +179,67 @@ def test_cleaning_work_grows_linearly_with_hostile_input(unit: str) -> None:
     large = small * 8
     for step in (clean_title, encode_for_post, lambda text: clean_body(text, BASE)):
         assert cpu_seconds(step, large) <= 24 * cpu_seconds(step, small) + 0.02
+
+
+URL_VALUE = re.compile(r'\s(href|src|srcset|cite|poster|longdesc)="([^"]*)"')
+
+
+def test_srcset_only_images_take_their_largest_candidate() -> None:
+    body = clean_body(
+        '<img srcset="s.png 320w, l.png 1280w, m.png 640w"><img data-srcset="a.png 1x, b.png 2x">'
+        '<picture><source srcset="/p.webp 800w"><img alt="p"></picture>',
+        BASE,
+    )
+    assert body.first_image == "https://www.cnbeta.com.tw/articles/tech/l.png"
+    assert 'src="https://www.cnbeta.com.tw/articles/tech/b.png"' in body.html
+    assert 'alt="p" src="https://www.cnbeta.com.tw/p.webp"' in body.html
+
+
+def test_empty_and_unresolvable_urls_are_removed_not_pointed_at_the_page() -> None:
+    body = clean_body(
+        '<img src="   "><img src=""><a href="http:/nohost">a</a><a href="http://h:99999/">b</a>'
+        '<a href="javascript:alert(1)">c</a><a href="mailto:x@example.org">d</a>'
+        '<a href=" sp\tace.html ">e</a><q cite="http://[::1">q</q>',
+        BASE,
+    )
+    assert "<img" not in body.html and body.first_image is None  # never the page's own URL
+    assert body.html.count("href=") == 2
+    assert 'href="mailto:x@example.org"' in body.html
+    assert 'href="https://www.cnbeta.com.tw/articles/tech/space.html"' in body.html
+    assert "cite=" not in body.html
+
+
+def test_without_a_base_relative_urls_are_dropped() -> None:
+    body = clean_body(
+        '<a href="rel">x</a><img src="i.png"><a href="https://a.example/">y</a>', None
+    )
+    assert body.html == (
+        '<a rel="noopener noreferrer">x</a>'
+        '<a href="https://a.example/" rel="noopener noreferrer">y</a>'
+    )
+
+
+url_parts = st.sampled_from(
+    ["a", "../", "./", "/", "//", "?q=1", "#f", " ", "\t", "%7E", "é", ":", "http:", "x.png",
+     "https://h.example/", "mailto:", "data:", "\\", "[", "@"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a href", "img src", "q cite", "blockquote cite", "img srcset"]),
+            st.lists(url_parts, max_size=6).map("".join),
+        ),
+        max_size=6,
+    )
+)
+def test_no_body_ever_holds_a_relative_url(pairs: list[tuple[str, str]]) -> None:
+    raw = "".join(
+        f'<{tag.split()[0]} {tag.split()[1]}="{html.escape(value)}">t</{tag.split()[0]}>'
+        for tag, value in pairs
+    )
+    for match in URL_VALUE.finditer(clean_body(raw, BASE).html):
+        value = html.unescape(match.group(2))
+        assert value.startswith(("https://", "http://", "mailto:")), match.group(0)

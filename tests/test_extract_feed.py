@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from support import FEEDS
 
 from crawler.extract.feed import FeedEntry, feed_entries, is_feed, parse_feed
+from crawler.post.cleaning import clean_body
 
 FETCHED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -72,3 +73,20 @@ def test_untyped_media_content_is_an_image_and_the_largest_wins() -> None:
     assert chips.image is not None and "width=460" in chips.image
     # An .mp3 is no image; an enclosure without a type counts by its file extension.
     assert podcast.image == "https://i.guim.co.uk/cover.jpg"
+
+
+def test_relative_links_resolve_against_xml_base_then_link_then_the_feeds_link() -> None:
+    """A linkless entry's links resolve against the site the feed names, not the feed URL."""
+    feed_url = "https://feeds.example.org/relative.xml"
+    note, story, based = entries("relative-urls.xml", feed_url)
+    assert note is not None and story is not None and based is not None
+    assert note.link is None and note.body_base == "https://news.example.org/blog/"
+    assert story.body_base == "https://news.example.org/blog/2021/07/story.html"
+    assert based.body_base == "https://cdn.example.net/assets/"
+    bodies = [clean_body(e.body, e.body_base).html for e in (note, story, based)]
+    assert 'href="https://news.example.org/blog/notes/1"' in bodies[0]
+    assert 'src="https://news.example.org/blog/img/large.png"' in bodies[0]  # largest srcset
+    assert 'src="https://news.example.org/blog/media/pic.jpg"' in bodies[1]
+    assert 'cite="https://news.example.org/quotes/9"' in bodies[1]
+    assert 'src="https://cdn.example.net/assets/x.png"' in bodies[2]
+    assert 'href="https://cdn.example.net/assets/more.html"' in bodies[2]

@@ -100,7 +100,7 @@ def _feed_entry(
     if not title.strip():
         return None
     published, date_from = entry_date(entry, parsed, zone, fetched_at)
-    body, body_base = entry_body(entry, feed_url, link)
+    body, body_base = entry_body(entry, feed_url, link, feed_link(parsed, feed_url))
     has_own_url = bool(link) and link not in not_own
     return FeedEntry(
         title=title,
@@ -175,17 +175,34 @@ def entry_title(entry: Any) -> str:
     return raw if "html" in kind else html.escape(raw, quote=False)
 
 
-def entry_body(entry: Any, feed_url: str, link: str | None) -> tuple[str, str | None]:
+def entry_body(
+    entry: Any, feed_url: str, link: str | None, site: str | None = None
+) -> tuple[str, str | None]:
     """The fullest of content:encoded / content / summary, and the base of its links.
 
-    The base is the content's own xml:base where it has one, else the entry's link.
+    The base is the content's own xml:base where it has one (feedparser gives the feed's
+    URL when there is none), else the entry's link, else the feed's own link (``site``, the
+    site the feed is about), else the feed's URL.
     """
     details = [*entry.get("content", []), entry.get("summary_detail") or {}]
     best = max(details, key=lambda detail: len(detail.get("value") or ""))
     body = best.get("value") or ""
     own_base = best.get("base")
-    base = own_base if own_base and own_base != feed_url else (link or feed_url)
+    base = own_base if own_base and own_base != feed_url else (link or site or feed_url)
     return body, base
+
+
+def feed_link(parsed: Any, feed_url: str) -> str | None:
+    """The feed's own link (RSS ``<channel><link>``, Atom ``rel=alternate``), absolute."""
+    site = parsed.feed.get("link")
+    if not isinstance(site, str) or not site.strip():
+        return None
+    try:
+        absolute = urljoin(feed_url, site.strip())
+        scheme = urlsplit(absolute).scheme
+    except ValueError:
+        return None
+    return absolute if scheme in ("http", "https") else None
 
 
 def entry_image(entry: Any, base: str) -> str | None:

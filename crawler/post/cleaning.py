@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 from lxml import etree
@@ -101,11 +101,10 @@ def clean_body(raw: str, base_url: str | None, strip_selectors: Iterable[str] = 
     for element in list(root.iter(*DROPPED_TAGS)):
         _remove_keeping_tail(element)
     _promote_lazy_sources(root)
-    if base_url:
-        root.make_links_absolute(base_url, resolve_base_href=False, handle_failures="discard")
-    _replace_embeds_with_links(root, base_url)
+    _make_urls_absolute(root, base_url)
+    _replace_embeds_with_links(root)
     for image in list(root.iter("img")):
-        if _is_tracker(image):
+        if _is_tracker(image) or not image.get("src"):  # a tracker, or nothing to show
             _remove_keeping_tail(image)
     first_image = _first_image(root)
     sanitized = _SANITIZER.clean(_inner_html(root))
@@ -155,9 +154,108 @@ def _promote_lazy_sources(root: lxml_html.HtmlElement) -> None:
             if value:
                 element.set("src", value)
                 break
+    for image in root.iter("img"):
+        if not (image.get("src") or "").strip():
+            # Responsive markup without a plain src: the largest srcset candidate (its own,
+            # lazy-loaded, or its <picture>'s first <source>) becomes the src.
+            candidate = _largest_candidate(_srcset_of(image))
+            if candidate:
+                image.set("src", _FORBIDDEN_CHARS.sub("", candidate))
 
 
-def _replace_embeds_with_links(root: lxml_html.HtmlElement, base_url: str | None) -> None:
+def _srcset_of(image: lxml_html.HtmlElement) -> str:
+    for attribute in ("data-srcset", "srcset"):
+        if (image.get(attribute) or "").strip():
+            return image.get(attribute) or ""
+    parent = image.getparent()
+    if parent is not None and parent.tag == "picture":
+        for source in parent.iter("source"):
+            if (source.get("srcset") or "").strip():
+                return source.get("srcset") or ""
+    return ""
+
+
+def _largest_candidate(srcset: str) -> str | None:
+    """The srcset candidate with the largest ``w`` (or ``x``) descriptor; the first on a tie."""
+    best: tuple[float, str] | None = None
+    for url, descriptor in _srcset_candidates(srcset):
+        try:
+            size = float(descriptor[:-1]) if descriptor[-1:] in ("w", "x") else 1.0
+        except ValueError:
+            size = 0.0
+        if best is None or size > best[0]:
+            best = (size, url)
+    return best[1] if best else None
+
+
+def _srcset_candidates(srcset: str) -> list[tuple[str, str]]:
+    """``(url, descriptor)`` pairs of a srcset (comma-separated ``url [descriptor]``)."""
+    pairs = []
+    for part in srcset.split(","):
+        url, _, descriptor = part.strip().partition(" ")
+        if url:
+            pairs.append((url, descriptor.strip().lower()))
+    return pairs
+
+
+# Attributes that hold one URL (lxml's link attributes that can reach a post) and srcset,
+# which holds several. Every value is resolved against the body's base; what cannot be made
+# an absolute http(s) (or mailto) URL is removed, so no post ever holds a relative link.
+URL_ATTRIBUTES = ("href", "src", "cite", "longdesc", "poster", "data", "action", "background")
+_URL_XPATH = (
+    "descendant-or-self::*[" + " or ".join(f"@{a}" for a in (*URL_ATTRIBUTES, "srcset")) + "]"
+)
+# HTML ignores tabs and line breaks inside a URL and white space around it.
+_URL_NOISE = re.compile(r"[\t\n\r]")
+
+
+def _make_urls_absolute(root: lxml_html.HtmlElement, base_url: str | None) -> None:
+    for element in root.xpath(_URL_XPATH):
+        for attribute in URL_ATTRIBUTES:
+            value = element.get(attribute)
+            if value is None:
+                continue
+            resolved = absolute_url(value, base_url)
+            if resolved is None:
+                del element.attrib[attribute]
+            else:
+                element.set(attribute, resolved)
+        srcset = element.get("srcset")
+        if srcset is not None:
+            candidates = [
+                f"{url} {descriptor}".strip()
+                for url, descriptor in (
+                    (absolute_url(url, base_url), descriptor)
+                    for url, descriptor in _srcset_candidates(srcset)
+                )
+                if url and "," not in url
+            ]
+            if candidates:
+                element.set("srcset", ", ".join(candidates))
+            else:
+                del element.attrib["srcset"]
+
+
+def absolute_url(value: str, base_url: str | None) -> str | None:
+    """``value`` resolved against ``base_url``: an absolute http(s) URL with a host, a mailto:
+    link, or None (empty, relative without a base, another scheme, malformed)."""
+    value = _URL_NOISE.sub("", _FORBIDDEN_CHARS.sub("", value)).strip()
+    if not value:
+        return None
+    if value[:7].lower() == "mailto:":
+        return value
+    try:
+        resolved = urljoin(base_url, value) if base_url else value
+        parts = urlsplit(resolved)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return resolved
+
+
+def _replace_embeds_with_links(root: lxml_html.HtmlElement) -> None:
     for element in list(root.iter(*EMBED_TAGS)):
         if element.getparent() is None:
             continue
@@ -165,8 +263,6 @@ def _replace_embeds_with_links(root: lxml_html.HtmlElement, base_url: str | None
         if not source:
             _remove_keeping_tail(element)
             continue
-        if base_url:
-            source = urljoin(base_url, source)
         link = lxml_html.Element("a", href=source)
         link.text = source
         link.tail = element.tail
