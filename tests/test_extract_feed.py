@@ -90,3 +90,17 @@ def test_relative_links_resolve_against_xml_base_then_link_then_the_feeds_link()
     assert 'cite="https://news.example.org/quotes/9"' in bodies[1]
     assert 'src="https://cdn.example.net/assets/x.png"' in bodies[2]
     assert 'href="https://cdn.example.net/assets/more.html"' in bodies[2]
+
+
+def test_media_group_sizes_with_units_pick_the_widest() -> None:
+    feed = b"""<?xml version="1.0"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title>
+<link>https://site.example/</link><item><title>Group</title>
+<link>https://site.example/a</link><pubDate>Sat, 17 Jul 2021 14:35:32 GMT</pubDate>
+<media:group><media:content url="/s.jpg" width="140px" medium="image"/>
+<media:content url="/l.jpg" width="1200px" medium="image"/>
+<media:content url="/m.jpg" width="460" medium="image"/></media:group>
+<description>&lt;img src="/body.jpg"&gt;</description></item></channel></rss>"""
+    parsed = parse_feed(feed, {}, "https://site.example/feed")
+    (entry,) = feed_entries(parsed, "https://site.example/feed", UTC, FETCHED)
+    assert isinstance(entry, FeedEntry) and entry.image == "https://site.example/l.jpg"

@@ -260,11 +260,13 @@ def _path(url: Any) -> str:
         return ""
 
 
+_LEADING_NUMBER = re.compile(r"\s*(\d{1,9})")
+
+
 def _width(value: Any) -> int:
-    try:
-        return max(0, int(str(value).strip()))
-    except ValueError:
-        return 0
+    """A media width in pixels (``460``, ``"460px"``); 0 when there is none."""
+    match = _LEADING_NUMBER.match(str(value or ""))
+    return int(match.group(1)) if match else 0
 
 
 def site_home(parsed: Any, feed_url: str) -> set[str]:
