@@ -140,7 +140,7 @@ def _output_folder(given: str) -> Path:
     from crawler.cli.main import UsageFailure
 
     output = Path(given).expanduser().resolve()
-    if output.is_symlink() or (output.exists() and not output.is_dir()):
+    if output.exists() and not output.is_dir():
         raise UsageFailure(f"--output {output}: not a folder")
     if output.is_dir() and any(output.iterdir()) and not (output / MARKER).is_file():
         raise UsageFailure(
