@@ -19,7 +19,10 @@ import sys
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crawler.sources import Source
 
 DEFAULT_OUTPUT = "demo-output"
 MARKER = ".demo"  # in the output folder: written by the demo, so a rerun may use it
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_status
 
 
-def demo_sources() -> list[Any]:
+def demo_sources() -> list[Source]:
     """The bundled demo sources, as in the file (their ``base_url`` on the placeholder)."""
     from importlib import resources
 
@@ -101,7 +104,7 @@ def demo_sources() -> list[Any]:
         return load_sources(path)
 
 
-def _mirrored(source: Any, origin: str) -> Any:
+def _mirrored(source: Source, origin: str) -> Source:
     """The source fetched from the demo server: its placeholder origin replaced."""
     base_url = source.base_url or ""
     if not base_url.startswith(PLACEHOLDER + "/"):
