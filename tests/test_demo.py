@@ -274,3 +274,9 @@ async def test_the_guard_refuses_any_request_off_the_demo_server(
         "Local story",
         "A story elsewhere",
     }
+
+
+def test_the_summary_does_not_claim_all_requests_when_some_were_refused() -> None:
+    text = demo.summary("report", Path.cwd() / "out", [], 3, "http://127.0.0.1:1", refused=True)
+    assert "3 requests answered by the demo site on http://127.0.0.1:1; requests elsewhere" in text
+    assert "all answered" not in text and "Three of the posts" not in text

@@ -90,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
                 f"\nnothing new: {shown(output)} holds every story already (site sources do "
                 "not even fetch an archived article again)"
             )
-        print(summary(text, output, examples, len(served), server.origin), flush=True)
+        refused = any("off the demo server" in (s.reason or "") for s in report.sources)
+        print(
+            summary(text, output, examples, len(served), server.origin, refused=refused),
+            flush=True,
+        )
     return report.exit_status
 
 
@@ -201,12 +205,26 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def summary(report: str, output: Path, examples: list[str], requests: int, origin: str) -> str:
+def summary(
+    report: str,
+    output: Path,
+    examples: list[str],
+    requests: int,
+    origin: str,
+    *,
+    refused: bool = False,
+) -> str:
     from crawler.cli.main import program_name
 
     program = program_name()
     folder = shown(output)
-    lines = [report, "", f"{requests} requests, all answered by the demo site on {origin}."]
+    served = (
+        f"{requests} requests answered by the demo site on {origin}; requests elsewhere "
+        "were refused (FAILED above)"
+        if refused
+        else f"{requests} requests, all answered by the demo site on {origin}."
+    )
+    lines = [report, "", served]
     if examples:
         lines += ["", "Three of the posts:" if len(examples) == EXAMPLES else "Posts:"]
         lines += [f"  {shown(output / path)}" for path in examples]
