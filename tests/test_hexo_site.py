@@ -11,6 +11,7 @@ instant, categories and rendered body in a form read back here.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -150,7 +151,7 @@ def generate(site: Path, tz: str) -> subprocess.CompletedProcess[str]:
     assert node, "node is not installed (tests/hexo/install.sh needs nodejs and npm)"
     return subprocess.run(
         [node, "node_modules/hexo/bin/hexo", "generate"], cwd=site, capture_output=True,
-        text=True, check=False, timeout=120, env={"PATH": "/usr/bin:/bin", "TZ": tz},
+        text=True, check=False, timeout=120, env={**os.environ, "TZ": tz},
     )  # fmt: skip
 
 

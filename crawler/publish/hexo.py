@@ -109,7 +109,8 @@ def export_to_site(archive: Path, site: Path) -> Outcome:
             wanted[f"posts/{relpath}"] = (POSTS, archive, relpath)
     for relpath, problem in image_entries(archive):
         if problem:
-            outcome.failures.append(f"{archive / relpath}: {problem} in the archive, not exported")
+            shown = archive / IMAGES_FOLDER / relpath  # "" for the folder itself
+            outcome.failures.append(f"{shown}: {problem} in the archive, not exported")
         else:
             wanted[f"images/{relpath}"] = (IMAGES, archive / IMAGES_FOLDER, relpath)
     for key, (place, root, relpath) in sorted(wanted.items()):
@@ -198,7 +199,7 @@ def image_entries(archive: Path) -> Iterator[tuple[str, str | None]]:
     problem)``, nothing followed through a symlink; a symlink is listed with its problem."""
     top = archive / IMAGES_FOLDER
     if top.is_symlink():
-        yield ".", "a symlinked images folder"
+        yield "", "a symlinked folder"
         return
     if not top.is_dir():
         return
