@@ -141,6 +141,10 @@ def _import(opml_file: Path, args: argparse.Namespace, sources_file: Path, base:
     except OSError as error:
         raise UsageFailure(f"{opml_file}: cannot read ({error.strerror})") from None
     appending = args.sources is not None
+    if appending and sources_file.is_symlink():
+        raise UsageFailure(
+            f"--sources {sources_file}: a symlink; refusing to replace it (name the real file)"
+        )
     try:
         existing = load_sources(sources_file) if not appending or sources_file.exists() else []
     except SourcesError as error:
