@@ -280,3 +280,27 @@ def test_a_symlinked_images_folder_in_the_archive_is_not_followed(
     assert status == 1
     assert err == f"error: {archive / 'images'}: a symlinked folder in the archive, not exported\n"
     assert not (site / "source" / "images").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "zone"),
+    [
+        ("timezone: Asia/Shanghai", "Asia/Shanghai"),
+        ("timezone: 'UTC' # the machine's", "UTC"),
+        ("timezone: ''", ""),
+        ("timezone:", ""),
+        ("  timezone: Asia/Tokyo  # a theme's, not the site's", ""),
+        ("# timezone: Asia/Tokyo", ""),
+    ],
+)
+def test_a_sites_timezone_is_warned_about(
+    archive: Path, site: Path, capsys: pytest.CaptureFixture[str], line: str, zone: str
+) -> None:
+    (site / "_config.yml").write_text(f"title: mine\n{line}\nurl: x\n", encoding="utf-8")
+    status, _out, err = export(archive, site, capsys)
+    assert status == 0
+    warning = (
+        f"warning: {site / '_config.yml'} sets timezone: {zone}: Hexo moves every post's GMT"
+        " date by the difference to the zone it runs in; leave it empty (README)\n"
+    )
+    assert err == (warning if zone else "")

@@ -43,6 +43,8 @@ HEXO = TESTS / "hexo"
 SITE_OWN_POST = "_posts/hello-world.md"
 SITE_OWN_TEXT = "---\ntitle: The site's own post\ndate: 2020-01-01 12:00:00\n---\n\nHello.\n"
 EIGHT_HOURS = timedelta(hours=8)
+IMAGE = "5e/5e6c0d.jpg"
+IMAGE_BYTES = b"\xff\xd8\xff\xe0 an archived image"
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,9 @@ def hexo_sites(home: Path) -> Built:
     with fixture_server(serve_cnbeta, serve_feeds, serve_hostile) as server:
         sources = write_sources(home / "sources.toml", server, *SOURCES)
         harvest = run_harvest("--sources", str(sources), "--output", str(archive))
+    # As IMAGES_URL_PREFIX's image archiving leaves one (posts refer to /images/…).
+    (archive / "images" / IMAGE).parent.mkdir(parents=True)
+    (archive / "images" / IMAGE).write_bytes(IMAGE_BYTES)
     sites = {name: make_site(home / name, hexo, variant) for name, variant in VARIANTS.items()}
     exports = run_concurrently(
         {name: (lambda site=site: export(archive, site)) for name, site in sites.items()}
@@ -221,8 +226,12 @@ def test_the_archive_is_fresh_and_hostile(hexo_sites: Built) -> None:
 def test_hexo_generates_a_page_for_every_post(
     site: tuple[Variant, Site], hexo_sites: Built
 ) -> None:
-    _variant, built = site
+    variant, built = site
     assert built.export.returncode == 0, built.export.stderr
+    new = len(archive_posts(hexo_sites)) + 1  # and the image
+    assert built.export.stdout.startswith(f"hexo: {new} new, 0 updated, 0 unchanged, 0 removed")
+    warned = "sets timezone: Asia/Shanghai: Hexo moves every post's GMT date"
+    assert (warned in built.export.stderr) == bool(variant.timezone), built.export.stderr
     assert built.generate.returncode == 0, built.generate.stdout + built.generate.stderr
     assert "ERROR" not in built.generate.stdout + built.generate.stderr
     expected = {f"_posts/{relpath}" for relpath in archive_posts(hexo_sites)} | {SITE_OWN_POST}
@@ -303,3 +312,8 @@ def shape(element: lxml.html.HtmlElement) -> list[object]:
         [shape(child) for child in element],
         element.tail or "",
     ]
+
+
+def test_archived_images_are_published_by_the_site(site: tuple[Variant, Site]) -> None:
+    _variant, built = site
+    assert (built.folder / "public" / "images" / IMAGE).read_bytes() == IMAGE_BYTES

@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ from crawler.archive.files import (
 
 MANIFEST = ".technews-harvester.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
+TIMEZONE_LINE = re.compile(r"^timezone:[ \t]*([^#\r\n]*)", re.MULTILINE)
 POSTS = ("source", "_posts")
 IMAGES = ("source", "images")
 IMAGES_FOLDER = "images"  # in the archive (IMAGES_URL_PREFIX points at /images/)
@@ -68,6 +71,13 @@ def export_command(archive: Path, args: argparse.Namespace) -> int:
     problem = site_problem(site)
     if problem:
         raise UsageFailure(f"--hexo {args.hexo}: {problem}")
+    zone = configured_timezone(site)
+    if zone:
+        print(
+            f"warning: {site / '_config.yml'} sets timezone: {zone}: Hexo moves every post's"
+            " GMT date by the difference to the zone it runs in; leave it empty (README)",
+            file=sys.stderr,
+        )
     outcome = export_to_site(archive, site)
     for path in outcome.kept:
         print(f"kept {path}: edited in the site since it was exported", file=sys.stderr)
@@ -91,6 +101,16 @@ def site_problem(site: Path) -> str | None:
         if site.joinpath(*POSTS[:depth]).is_symlink():
             return f"{'/'.join(POSTS[:depth])} is a symlink"
     return None
+
+
+def configured_timezone(site: Path) -> str:
+    """The ``timezone:`` of the site's ``_config.yml`` ('' when empty or absent), read as
+    a line (not as YAML: a warning needs no parser), never through a symlink."""
+    fd = open_file(site / "_config.yml", os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read(MAX_CONFIG_BYTES).decode("utf-8", errors="replace")
+    match = TIMEZONE_LINE.search(text)
+    return match.group(1).strip().strip("'\"").strip() if match else ""
 
 
 def export_to_site(archive: Path, site: Path) -> Outcome:
