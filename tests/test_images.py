@@ -1,0 +1,369 @@
+"""Images that outlive their hosts: ARCHIVE_IMAGES crawls against a server of real image
+bytes, the post rewriting, the image store and the settings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from pytest_httpserver import HTTPServer
+from support import crawl_in_process
+
+from crawler.archive.files import SymlinkRefused, post_entries
+from crawler.archive.images import ImageStore, replace_post
+from crawler.archive.index import read_index
+from crawler.checks import SettingError, check_settings
+from crawler.pipelines.validate import post_validator
+from crawler.post.images import (
+    NotAPost,
+    body_image_urls,
+    image_extension,
+    is_placeholder,
+    join_post,
+    lead_images,
+    rewrite_body,
+    rewrite_lead_images,
+    split_post,
+)
+
+
+def png(red: int) -> bytes:
+    """A real 1x1 PNG of one colour."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(bytes([0, red, 0, 0]))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"  # noqa: E501
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+RED, BLUE = png(255), png(7)
+
+
+def name_of(data: bytes, extension: str) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{digest[:2]}/{digest}.{extension}"
+
+
+def feed(port: int, entries: list[tuple[str, str, str | None]]) -> str:
+    """An RSS feed; each entry (title, body HTML, media:thumbnail URL or None)."""
+    items = []
+    for n, (title, body, thumbnail) in enumerate(entries, start=1):
+        media = f'<media:thumbnail url="{thumbnail}"/>' if thumbnail else ""
+        items.append(
+            f"<item><title>{title}</title><link>http://127.0.0.1:{port}/a/{n}</link>"
+            f"<pubDate>Fri, 27 Nov 2026 10:0{n}:00 GMT</pubDate>{media}"
+            f"<description><![CDATA[{body}]]></description></item>"
+        )
+    return (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+        f"<channel><title>Pictures</title><link>http://127.0.0.1:{port}/</link>"
+        + "".join(items)
+        + "</channel></rss>"
+    )
+
+
+def serve_images(server: HTTPServer) -> str:
+    """Image paths of every kind; returns the base URL."""
+    base = f"http://127.0.0.1:{server.port}"
+    server.expect_request("/robots.txt").respond_with_data("", content_type="text/plain")
+    server.expect_request("/img/red.png").respond_with_data(RED, content_type="image/png")
+    # The same picture under a second URL, labelled wrongly: stored once, as .png.
+    server.expect_request("/cdn/red-copy").respond_with_data(RED, content_type="text/plain")
+    server.expect_request("/img/blue.png").respond_with_data(BLUE, content_type="image/png")
+    server.expect_request("/img/photo.jpeg").respond_with_data(JPEG, content_type="image/jpeg")
+    server.expect_request("/img/anim").respond_with_data(GIF, content_type="image/gif")
+    server.expect_request("/img/moved.png").respond_with_data(
+        "", status=301, headers={"Location": f"{base}/img/anim"}
+    )
+    server.expect_request("/img/gone.png").respond_with_data("gone", status=404)
+    server.expect_request("/img/error.png").respond_with_data(
+        "<html><body>Not found</body></html>", content_type="image/png"
+    )
+    server.expect_request("/img/huge.png").respond_with_data(
+        RED + b"\0" * 4096, content_type="image/png"
+    )
+    server.expect_request("/img/drawing.svg").respond_with_data(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        content_type="image/svg+xml",
+    )
+    return base
+
+
+SETTINGS = {"ARCHIVE_IMAGES": True, "IMAGES_MAX_SIZE": 2048}
+
+
+def entries(base: str, port: int) -> list[tuple[str, str, str | None]]:
+    other_name = f"http://localhost:{port}"  # the same machine under another name: refused
+    return [
+        (
+            "Red twice",
+            f'<p>One <img src="{base}/img/red.png" alt="a &lt;img src=x&gt;"> and '
+            f'<img src="{base}/cdn/red-copy"></p><p>{{braces}} stay encoded</p>',
+            f"{base}/img/blue.png",
+        ),
+        (
+            "Broken pictures",
+            f'<p><img src="{base}/img/gone.png"><img src="{base}/img/error.png">'
+            f'<img src="{base}/img/huge.png"><img src="{base}/img/drawing.svg">'
+            f'<img src="{other_name}/img/red.png"></p>',
+            None,
+        ),
+        (
+            "Photo and animation",
+            f'<p><img src="{base}/img/photo.jpeg"></p>\n<p><img src="{base}/img/moved.png"></p>'
+            f'<p><img src="data:image/png;base64,iVBORw0KGgo="></p>',
+            None,
+        ),
+        ("No picture", "<p>Only words here.</p>", None),
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_crawl_archives_every_image_once_and_points_the_posts_at_them(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = serve_images(httpserver)
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        feed(httpserver.port, entries(base, httpserver.port)), content_type="application/rss+xml"
+    )
+    result = await crawl_in_process(
+        "feeds", tmp_path, SETTINGS, server=httpserver, url=f"{base}/feed.xml",
+        categories=["Tech", "Pictures", "All"],
+    )  # fmt: skip
+    posts = {post["title"]: post for post in result.posts().values()}
+    assert sorted(posts) == ["Broken pictures", "No picture", "Photo and animation", "Red twice"]
+
+    red, blue = name_of(RED, "png"), name_of(BLUE, "png")
+    jpeg, gif = name_of(JPEG, "jpg"), name_of(GIF, "gif")
+    stored = sorted(p.relative_to(tmp_path / "images").as_posix()
+                    for p in (tmp_path / "images").rglob("*") if p.is_file())  # fmt: skip
+    assert stored == sorted([red, blue, jpeg, gif])
+    assert (tmp_path / "images" / red).read_bytes() == RED
+
+    twice = posts["Red twice"]
+    assert twice["headimg"] == twice["thumbnail"] == f"/images/{blue}"
+    assert body_image_urls(twice.content) == [f"/images/{red}", f"/images/{red}"]
+    assert 'alt="a &lt;img src=x&gt;"' in twice.content
+    assert "&#123;braces&#125;" in twice.content
+
+    broken = posts["Broken pictures"]
+    assert body_image_urls(broken.content) == [
+        f"{base}/img/gone.png", f"{base}/img/error.png", f"{base}/img/huge.png",
+        f"{base}/img/drawing.svg", f"http://localhost:{httpserver.port}/img/red.png",
+    ]  # fmt: skip
+    assert broken["headimg"] == f"{base}/img/gone.png"  # the first image, kept as it was
+    photo = posts["Photo and animation"]
+    assert photo["headimg"] == f"/images/{jpeg}"
+    assert body_image_urls(photo.content) == [f"/images/{jpeg}", f"/images/{gif}"]
+    assert posts["No picture"]["headimg"].startswith("https://picsum.photos/")
+
+    stats = result.stats
+    assert stats["images/downloaded"] == 4
+    assert stats["images/reused"] == 1  # red under its second URL
+    assert stats["images/failed"] == 5
+    assert stats["images/failed/http_404"] == 1
+    assert stats["images/failed/not_an_image"] == 2  # the HTML page and the SVG
+    assert stats["images/failed/refused"] == 1
+    assert stats["images/failed/too_large"] == 1
+    assert "/img/red.png" not in [p for p in result.requested if "localhost" in p]
+    assert result.requested.count("/img/red.png") == 1
+    assert stats["write/written"] == 4
+    assert "image not archived, the post keeps its URL: " + f"{base}/img/gone.png: HTTP 404" in (
+        result.log
+    )
+    assert "Traceback" not in result.log
+    # The posts still follow the format; the walks of posts never enter images/.
+    assert [path for path, _ in post_entries(tmp_path)] == sorted(read_index(tmp_path))
+    for path in read_index(tmp_path):
+        text = (tmp_path / path).read_text("utf-8")
+        split_post(text)
+        assert "\n\n<div>" in text and "\n\n" not in split_post(text)[1]
+
+    # A second crawl of the same feed: nothing new, nothing downloaded.
+    again = await crawl_in_process(
+        "feeds", tmp_path, SETTINGS, server=httpserver, url=f"{base}/feed.xml",
+        categories=["Tech", "Pictures", "All"],
+    )  # fmt: skip
+    assert again.stats.get("images/downloaded") is None
+    assert not [path for path in again.requested if path.startswith(("/img/", "/cdn/"))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dry_run_fetches_and_checks_images_but_stores_nothing(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = serve_images(httpserver)
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        feed(httpserver.port, entries(base, httpserver.port)[:1]),
+        content_type="application/rss+xml",
+    )
+    archive = tmp_path / "archive"
+    result = await crawl_in_process(
+        "feeds", archive, {**SETTINGS, "DRY_RUN": True}, server=httpserver,
+        url=f"{base}/feed.xml", categories=["Tech", "Pictures", "All"],
+    )  # fmt: skip
+    assert not archive.exists()
+    assert result.stats["images/downloaded"] == 2
+    assert f"dry run: would store images/{name_of(RED, 'png')}" in result.log
+
+
+@pytest_twisted.ensureDeferred
+async def test_images_are_off_by_default(httpserver: HTTPServer, tmp_path: Path) -> None:
+    base = serve_images(httpserver)
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        feed(httpserver.port, entries(base, httpserver.port)[:1]),
+        content_type="application/rss+xml",
+    )
+    result = await crawl_in_process(
+        "feeds", tmp_path, {}, server=httpserver, url=f"{base}/feed.xml",
+        categories=["Tech", "Pictures", "All"],
+    )  # fmt: skip
+    assert not (tmp_path / "images").exists()
+    assert not [path for path in result.requested if path.startswith("/img/")]
+    (post,) = result.posts().values()
+    assert post["headimg"] == f"{base}/img/blue.png"
+
+
+# --- plain functions ------------------------------------------------------------------------
+
+
+def test_images_are_told_by_their_bytes() -> None:
+    assert image_extension(RED) == "png"
+    assert image_extension(JPEG) == "jpg"
+    assert image_extension(GIF) == "gif"
+    assert image_extension(b"RIFF\x10\x00\x00\x00WEBPVP8 ") == "webp"
+    assert image_extension(b"\x00\x00\x00\x1cftypavif\x00") == "avif"
+    for other in (b"", b"<html>", b'<svg xmlns="http://www.w3.org/2000/svg"/>', b"\x89PN"):
+        assert image_extension(other) is None
+
+
+def test_only_generated_placeholders_count_as_placeholders() -> None:
+    template = "https://picsum.photos/400/300?random={n}"
+    assert is_placeholder("https://picsum.photos/400/300?random=42", template)
+    assert not is_placeholder("https://picsum.photos/400/300?random=x", template)
+    assert not is_placeholder("https://example.org/logo.png", "https://example.org/logo.png")
+
+
+def test_rewriting_a_body_changes_only_image_sources() -> None:
+    body = (
+        '<p title="<img src=&quot;http://a/x.png&quot;>">'
+        '<img alt=">" src="http://a/x.png?a=1&amp;b=&#123;2&#125;" referrerpolicy="no-referrer">'
+        '</p>\n<a href="http://a/x.png">link</a><IMG SRC=http://a/y.png>'
+    )
+    assert body_image_urls(body) == ["http://a/x.png?a=1&b={2}", "http://a/y.png"]
+    rewritten = rewrite_body(body, {"http://a/x.png?a=1&b={2}": "/images/ab/c.png"})
+    assert rewritten == body.replace("http://a/x.png?a=1&amp;b=&#123;2&#125;", "/images/ab/c.png")
+    assert rewrite_body(body, {}) == body
+
+
+def test_a_post_file_is_split_and_joined_byte_for_byte() -> None:
+    golden = Path(__file__).parent / "fixtures" / "golden" / "cnbeta-2021-07-17.md"
+    text = golden.read_text("utf-8")
+    front, body = split_post(text)
+    assert join_post(front, body) == text
+    (lead, _) = lead_images(front)
+    assert lead.startswith("https://n.sinaimg.cn/")
+    swapped = rewrite_lead_images(front, {lead: "/images/ab/c.png"})
+    assert lead_images(swapped) == ["/images/ab/c.png", "/images/ab/c.png"]
+    assert swapped.replace("/images/ab/c.png", lead) == front
+    for broken in ("no front matter", text[:-1], text.replace("<div>   \n", "<div>\n")):
+        with pytest.raises(NotAPost):
+            split_post(broken)
+
+
+def test_the_schema_takes_archived_image_paths_only() -> None:
+    validator = post_validator()
+    post = {
+        "title": "T", "categories": ["A"], "author": "A", "comments": False,
+        "date": "Fri, 27 Nov 2026 10:00:00 GMT", "body": "<p>x</p>",
+    }  # fmt: skip
+    for image, valid in (
+        (f"/images/{name_of(RED, 'png')}", True),
+        (f"/blog/images/{name_of(GIF, 'gif')}", True),
+        (f"https://cdn.example.org/images/{name_of(RED, 'png')}", True),
+        ("/images/logo.png", False),
+        (f"images/{name_of(RED, 'png')}", False),
+        (f"/images/{name_of(RED, 'png')[:-3]}svg", False),
+    ):
+        errors = list(validator.iter_errors({**post, "headimg": image, "thumbnail": image}))
+        assert (not errors) is valid, image
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+def test_the_store_never_writes_through_a_planted_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "images").symlink_to(outside)
+    store = ImageStore(archive)
+    from io import BytesIO
+
+    with pytest.raises(SymlinkRefused):
+        store.persist_file(name_of(RED, "png"), BytesIO(RED))
+    with pytest.raises(SymlinkRefused):
+        store.exists(name_of(RED, "png"))
+    assert list(outside.iterdir()) == []
+
+
+def test_a_post_is_replaced_atomically_and_never_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "2026" / "11").mkdir(parents=True)
+    post = tmp_path / "2026" / "11" / "p.md"
+    post.write_bytes(b"old")
+    replace_post(tmp_path, "2026/11/p.md", b"new")
+    assert post.read_bytes() == b"new"
+    assert os.listdir(post.parent) == ["p.md"]  # no temporary file left
+    target = tmp_path / "target"
+    target.write_bytes(b"keep")
+    (tmp_path / "2026" / "11" / "q.md").symlink_to(target)
+    with pytest.raises(SymlinkRefused):
+        replace_post(tmp_path, "2026/11/q.md", b"new")
+    assert target.read_bytes() == b"keep"
+    with pytest.raises(FileNotFoundError):
+        replace_post(tmp_path, "2026/11/missing.md", b"new")
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMAGES_URL_PREFIX", "images/"),
+        ("IMAGES_URL_PREFIX", "/images"),
+        ("IMAGES_URL_PREFIX", "//cdn.example.org/images/"),
+        ("IMAGES_URL_PREFIX", "/my images/"),
+        ("IMAGES_URL_PREFIX", "/im'ages/"),
+        ("IMAGES_URL_PREFIX", "/&#123;/"),
+        ("IMAGES_URL_PREFIX", "ftp://example.org/images/"),
+        ("IMAGES_MAX_SIZE", "12"),
+        ("IMAGES_MAX_PER_POST", "-1"),
+        ("ARCHIVE_IMAGES", "maybe"),
+    ],
+)
+def test_image_settings_a_run_cannot_work_with_are_refused(name: str, value: str) -> None:
+    from scrapy.settings import Settings
+
+    with pytest.raises(SettingError, match=name):
+        check_settings(Settings({name: value}))
+
+
+def test_good_image_settings_pass() -> None:
+    from scrapy.settings import Settings
+
+    for prefix in ("/images/", "/blog/images/", "https://cdn.example.org/images/"):
+        check_settings(Settings({"IMAGES_URL_PREFIX": prefix, "ARCHIVE_IMAGES": "True"}))
