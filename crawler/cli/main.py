@@ -145,6 +145,7 @@ def harvest(args: argparse.Namespace) -> int:
 
     from crawler.checks import SettingError, check_settings
     from crawler.cli import harvest as harvesting
+    from crawler.cli.progress import terminal_log
     from crawler.cli.report import append_run
 
     settings = get_project_settings()
@@ -184,7 +185,8 @@ def harvest(args: argparse.Namespace) -> int:
     sources = _select(sources_file, args.only, settings)
     with ArchiveLock(output, read_only=dry_run):
         check_state(output)  # a corrupt state: one clear line before anything is fetched
-        report = harvesting.run(settings, harvesting.plan(sources), output)
+        with terminal_log(settings):  # on a terminal: only warnings and errors beside the bar
+            report = harvesting.run(settings, harvesting.plan(sources), output)
         if not dry_run:
             append_run(output, report)
     if args.json:
@@ -229,8 +231,9 @@ def _select(sources_file: Path, only: str | None, settings: object) -> list[Sour
 
 
 def _wants_progress(args: argparse.Namespace) -> bool:
-    """A live progress display only for a person at a terminal."""
-    return sys.stderr.isatty() and not (args.quiet or args.json or args.log_file)
+    """A live progress display only for a person at a terminal (with --log-file too: the
+    log goes to the file, the bar to the terminal)."""
+    return sys.stderr.isatty() and not (args.quiet or args.json)
 
 
 def reindex_command(args: argparse.Namespace) -> int:
