@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,23 @@ def _log_level(value: Any) -> bool:
     return isinstance(logging.getLevelName(str(value).upper()), int)
 
 
+def _images_prefix(value: Any) -> bool:
+    """A prefix that keeps a post's HTML and YAML intact (see crawler/post/images.py)."""
+    text = str(value)
+    if not text.endswith("/") or _UNSAFE_IN_PREFIX.search(text):
+        return False
+    if text.startswith("/"):
+        return not text.startswith("//")  # "//host/": another site, not a path
+    return is_http_url(text)
+
+
+_UNSAFE_IN_PREFIX = re.compile(r"[\s\"'<>&{}\\`?#\x00-\x1f\x7f]")
+
+
+def _boolean(value: Any) -> bool:
+    return value in (True, False, 0, 1) or str(value).lower() in ("true", "false", "0", "1")
+
+
 # setting -> (test, what it must be)
 CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_AGE_DAYS": (_number(0), "a number of days >= 0"),
@@ -60,6 +78,14 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DOWNLOAD_MAXSIZE": (_whole(1024), "a whole number of bytes >= 1024"),
     "LOG_LEVEL": (_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     "RSSHUB_BASE": (is_http_url, "an http(s) URL"),
+    "ARCHIVE_IMAGES": (_boolean, "True or False"),
+    "IMAGES_MAX_SIZE": (_whole(1024), "a whole number of bytes >= 1024"),
+    "IMAGES_MAX_PER_POST": (_whole(0), "a whole number >= 0 (0: no cap)"),
+    "IMAGES_URL_PREFIX": (
+        _images_prefix,
+        'a path from the site\'s root or an http(s) URL, ending in "/", without quotes, '
+        "braces, ampersands, angle brackets, ? or # or white space",
+    ),
 }
 
 

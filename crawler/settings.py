@@ -26,10 +26,23 @@ MAX_AGE_DAYS = 0
 # source's own max_age_days wins. Sitemaps list a site's whole history: keep this small.
 SITEMAP_MAX_AGE_DAYS = 2
 
-# One path for every article: normalize -> dedup -> validate (the post schema) -> write.
+# --- Images: each new post's pictures kept in OUTPUT_DIR/images/ (off by default) -----------
+ARCHIVE_IMAGES = False
+# How posts point at archived images: this + "<2 hex>/<sha256>.<ext>" (a path from the site's
+# root, or an http(s) URL, ending in "/"); `export --hexo` serves OUTPUT_DIR/images/ at /images/.
+IMAGES_URL_PREFIX = "/images/"
+# A larger image is not archived (the post keeps its URL); so are the images of a post past
+# the first IMAGES_MAX_PER_POST (0: no cap).
+IMAGES_MAX_SIZE = 10 * 1024 * 1024
+IMAGES_MAX_PER_POST = 50
+
+# One path for every article: normalize -> dedup -> [images] -> validate (the post schema)
+# -> write.
 ITEM_PIPELINES = {
     "crawler.pipelines.normalize.NormalizePipeline": 100,
     "crawler.pipelines.dedup.DedupPipeline": 200,
+    # Off unless ARCHIVE_IMAGES (NotConfigured): only new posts' images are fetched.
+    "crawler.pipelines.images.ArchiveImagesPipeline": 220,
     "crawler.pipelines.validate.ValidatePipeline": 250,
     "crawler.pipelines.write.WritePipeline": 300,
 }
