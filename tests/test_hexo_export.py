@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import FIXTURES
+from support import FIXTURES, PROJECT_ROOT, background_job
 
 from crawler.cli.main import main
 from crawler.publish.hexo import MANIFEST
@@ -25,7 +27,15 @@ IMAGE = "ab/abcdef.png"
 
 @pytest.fixture
 def archive(tmp_path: Path) -> Path:
-    folder = tmp_path / "archive"
+    return make_archive(tmp_path / "archive")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return make_site(tmp_path / "site")
+
+
+def make_archive(folder: Path) -> Path:
     for relpath, data in ((FIRST, GOLDEN), (SECOND, GOLDEN.replace(b"cnBeta", b"other"))):
         (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
         (folder / relpath).write_bytes(data)
@@ -35,9 +45,7 @@ def archive(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    folder = tmp_path / "site"
+def make_site(folder: Path) -> Path:
     (folder / "source" / "_posts").mkdir(parents=True)
     (folder / "_config.yml").write_text("title: mine\n", encoding="utf-8")
     (folder / "source" / "_posts" / "hello.md").write_text("---\ntitle: mine\n---\n")
@@ -233,19 +241,42 @@ def test_a_fifo_at_a_posts_name_is_refused_without_hanging(
     assert f"error: {posts(site) / FIRST}: not a regular file" in err
 
 
+# RLIMIT_FSIZE below a post's size: a write fails with EFBIG, as on a full disk (Python
+# ignores SIGXFSZ). In a process of its own: the limit would hit every thread of this one.
+FULL_DISK = """
+import resource, runpy, sys
+_soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), hard))
+sys.argv = ["python -m crawler", *sys.argv[2:]]
+runpy.run_module("crawler", run_name="__main__")
+"""
+
+
+@dataclass
+class FullDisk:
+    done: subprocess.CompletedProcess[str]
+    archive: Path
+    site: Path
+
+
+@background_job
+def full_disk_export(home: Path) -> FullDisk:
+    """``export --hexo`` with room for the small files (an image, the manifest), not a post."""
+    archive, site = make_archive(home / "archive"), make_site(home / "site")
+    command = [sys.executable, "-c", FULL_DISK, str(len(GOLDEN) // 2),
+               "export", str(archive), "--hexo", str(site)]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False, timeout=120
+    )
+    return FullDisk(done, archive, site)
+
+
 def test_a_full_disk_is_a_failure_with_its_reason_and_no_half_written_file(
-    archive: Path, site: Path, capsys: pytest.CaptureFixture[str]
+    full_disk_export: FullDisk, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # RLIMIT_FSIZE below a post's size: a write fails with EFBIG, as on a full disk
-    # (Python ignores SIGXFSZ); the manifest (smaller) still gets written.
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (len(GOLDEN) // 2, hard))
-    try:
-        status, _out, err = export(archive, site, capsys)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    assert status == 1
-    assert f"error: {posts(site) / FIRST}: File too large" in err.splitlines()
+    done, archive, site = full_disk_export.done, full_disk_export.archive, full_disk_export.site
+    assert done.returncode == 1, done.stderr
+    assert f"error: {posts(site) / FIRST}: File too large" in done.stderr.splitlines()
     assert not (posts(site) / FIRST).exists() and not list(site.rglob("*.tmp"))
     assert (site / "source" / "images" / IMAGE).exists()  # small: written
     listed = json.loads((site / MANIFEST).read_text(encoding="utf-8"))["files"]
