@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import scrapy
 
+from crawler.publish.body import serialize_body, serialize_published
+
 
 class Article(scrapy.Item):
     """One news article, as a spider saw it; the pipelines normalize, dedup and write it.
@@ -14,10 +16,11 @@ class Article(scrapy.Item):
 
     title = scrapy.Field()  # str: HTML (tags, entities); normalize makes it plain text
     url = scrapy.Field()  # str: the article's own URL (body links resolve against it)
-    published = scrapy.Field()  # datetime: timezone-aware publication time
+    # Feed exports (-O items.jsonl) write FEED_EXPORT_FIELDS only, with these serializers.
+    published = scrapy.Field(serializer=serialize_published)  # datetime: timezone-aware
     categories = scrapy.Field()  # list[str]: topic, source, channel
     author = scrapy.Field()  # str
-    body = scrapy.Field()  # str: raw HTML of the article body
+    body = scrapy.Field(serializer=serialize_body)  # str: raw HTML of the article body
     body_base = scrapy.Field()  # str | None: base URL of the body's links when not ``url``
     source = scrapy.Field()  # str: the source's name, e.g. "cnbeta"
     image = scrapy.Field()  # str | None: explicit lead image (a feed's media); wins

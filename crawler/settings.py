@@ -119,5 +119,19 @@ REMOTE_CONTROL_ENABLED = False
 
 # --- Scrapy housekeeping -------------------------------------------------------------------
 FEED_EXPORT_ENCODING = "utf-8"
+# `scrapy crawl … -O items.jsonl` (and FEEDS) write only the public fields, in this order;
+# internal ones (keys, selectors, body_base, …) stay internal. The post's lead image is
+# exported as `image`; `published` (RFC 3339 UTC) and `body` (without the post encoding)
+# have their serializers in crawler/items.py.
+FEED_EXPORT_FIELDS = {
+    "title": "title",
+    "url": "url",
+    "published": "published",
+    "categories": "categories",
+    "author": "author",
+    "lead_image": "image",
+    "source": "source",
+    "body": "body",
+}
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 LOG_LEVEL = "INFO"

@@ -24,6 +24,9 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--limit", default="100", metavar="N", help="posts in a feed (default 100)")
     export.add_argument("--source", help="only posts of this source (feeds)")
     export.add_argument("--category", help="only posts with this category (feeds)")
+    export.add_argument("--feed-title", metavar="TITLE", help="the feed's title (feeds)")
+    export.add_argument("--feed-url", metavar="URL", help="where the feed is published: its id")
+    export.add_argument("--site-url", metavar="URL", help="the site the feed belongs to (feeds)")
 
 
 def run(args: argparse.Namespace) -> int:
