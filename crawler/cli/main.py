@@ -86,9 +86,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def program_name() -> str:
-    """How the user called us: ``technews`` (the installed command) or ``python -m crawler``."""
+    """How the user called us: ``technews`` (the installed command) or ``python -m crawler``
+    (also when ``main()`` is called from other code: a test runner's name is not ours)."""
     called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    return "python -m crawler" if called in ("", "__main__.py", "-c") else called
+    return called if called == "technews" else "python -m crawler"
 
 
 def version() -> str:
