@@ -70,7 +70,8 @@ def test_feedly_export_folders_become_topics_and_a_duplicate_is_skipped(
 def test_inoreader_nested_folders_give_the_channel_and_top_level_feeds_a_default_topic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = tmp_path / "new.toml"  # created
+    target = tmp_path / "new.toml"
+    target.touch()  # an empty file starts with no sources
     status, _out, _err = sources(
         capsys, "--sources", str(target), "--import-opml", str(OPML / "inoreader.xml")
     )

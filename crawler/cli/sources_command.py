@@ -146,7 +146,9 @@ def _import(opml_file: Path, args: argparse.Namespace, sources_file: Path, base:
             f"--sources {sources_file}: a symlink; refusing to replace it (name the real file)"
         )
     try:
-        existing = load_sources(sources_file) if not appending or sources_file.exists() else []
+        # A new sources file, or an empty one (`touch`ed for the import), starts with none.
+        fresh = appending and (not sources_file.exists() or sources_file.stat().st_size == 0)
+        existing = [] if fresh else load_sources(sources_file)
     except SourcesError as error:
         raise UsageFailure(str(error)) from None
     plan = plan_import(feeds, existing, base, allow_private=args.allow_private)
