@@ -6,6 +6,7 @@ in-process crawl of feed fixtures with hostile titles and bodies."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ from support import (
 
 from crawler.cli.main import main
 from crawler.publish.body import decode_post_body, xml_text
-from crawler.publish.feeds import ATOM, FeedInfo, FeedPost, atom_feed
+from crawler.publish.feeds import ATOM, FeedInfo, FeedPost, _reason, atom_feed
 
 RSS = "application/rss+xml; charset=utf-8"
 SOURCES = (
@@ -246,14 +247,15 @@ def test_characters_xml_forbids_are_dropped_not_fatal() -> None:
 def test_json_feed_items_equal_their_posts(
     harvest: Harvest, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    status = export(str(harvest.archive), "--json-feed", "-", "--site-url", "https://n.example/")
+    status = export(str(harvest.archive), "--json-feed", "-", "--site-url", "https://n.example/",
+                    "--feed-url", "https://n.example/feed.json")  # fmt: skip
     out, err = capsysbinary.readouterr()
     assert status == 0
     assert err.decode() == "json-feed: 10 posts, 0 skipped -> stdout\n"
     document = json.loads(out.decode("utf-8"))
     assert document["version"] == "https://jsonfeed.org/version/1.1"
     assert document["title"] and document["home_page_url"] == "https://n.example/"
-    assert "feed_url" not in document
+    assert document["feed_url"] == "https://n.example/feed.json"
     expected = newest(archive_posts(harvest.archive))
     assert len(document["items"]) == len(expected)
     for item, post in zip(document["items"], expected, strict=True):
@@ -292,14 +294,35 @@ def test_symlink_folder_and_double_stdout_outputs_are_refused(
     assert export(archive, "--json-feed", str(tmp_path)) == 2
     assert export(archive, "--atom", "-", "--json-feed", "-") == 2
     assert export(archive, "--atom", str(tmp_path / "missing" / "feed.xml")) == 2
+    os.mkfifo(tmp_path / "fifo")
+    assert export(archive, "--atom", str(tmp_path / "fifo")) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         f"error: --atom {tmp_path / 'link.xml'}: is a symlink, refused",
         f"error: --json-feed {tmp_path}: is a directory",
         "error: export: only one feed can go to stdout (-)",
         f"error: --atom {tmp_path / 'missing' / 'feed.xml'}: its folder does not exist",
+        f"error: --atom {tmp_path / 'fifo'}: is not a regular file",
     ]
-    assert victim.read_text() == "keep" and sorted(os.listdir(tmp_path)) == ["link.xml", "victim"]
+    assert victim.read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "link.xml", "victim"]
+
+
+def test_a_failed_write_leaves_nothing_and_fails_the_run(
+    harvest: Harvest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name the file system takes, whose temporary name beside it is too long: the write
+    # itself fails (as a full disk would), after every check passed.
+    name = "f" * 250
+    atom = tmp_path / "ok.xml"
+    status = export(str(harvest.archive), "--json-feed", str(tmp_path / name), "--atom", str(atom))
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert err == f"error: {tmp_path / name}: File name too long\n"
+    assert out == f"atom: 10 posts, 0 skipped -> {atom}\n"  # the other feed is still written
+    assert os.listdir(tmp_path) == ["ok.xml"]
+    assert export(str(harvest.archive), "--atom", str(tmp_path / ("g" * 300))) == 2
+    assert capsys.readouterr().err.endswith(": File name too long\n")
 
 
 def test_unreadable_posts_are_skipped_named_and_fail_the_run(
@@ -342,13 +365,37 @@ def test_a_post_without_title_or_date_is_unreadable(
         (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relpath).write_text(text)
         lines.append(json.dumps({"path": relpath, "date": "Sat, 17 Jul 2021 14:35:32 GMT"}))
+    huge = "2021/07/2021-07-16-huge-0000000a.md"
+    (tmp_path / huge).write_bytes(b"\n---\ntitle: t\n---\n" + b"x" * (16 * 1024 * 1024))
+    own = "2021/07/2021-07-15-hand-made-0000000b.md"  # no URL, no <div>: a hand-made post
+    (tmp_path / own).write_text(
+        "---\ntitle: Mine\ndate: Thu, 15 Jul 2021 10:00:00 GMT\n---\n<p>m</p>"
+    )
+    lines += [json.dumps({"path": path, "date": "Fri, 16 Jul 2021 00:00:00 GMT"})
+              for path in [huge, own] + [f"2021/07/gone-{n}.md" for n in range(20)]]  # fmt: skip
     (tmp_path / ".index.jsonl").write_text("\n".join(lines) + '\n{"path": "x", "date": 1}\n')
     assert export(str(tmp_path), "--atom", str(tmp_path / "a.xml")) == 1
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
     for reason in ("no title", "no date", "categories are not a list of names"):
-        assert f": {reason}, skipped" in err
-    parsed = feedparser.parse((tmp_path / "a.xml").read_bytes())
-    assert not parsed.bozo and parsed.entries == []
+        assert any(line.endswith(f": {reason}, skipped") for line in err[:3]), err
+    assert err[3] == f"error: {tmp_path / huge}: larger than 16 MiB, skipped"
+    gone = sorted(f"{tmp_path}/2021/07/gone-{n}.md" for n in range(20))  # by date, then path
+    assert err[4:] == [f"error: {path}: missing, skipped" for path in gone[:16]] + [
+        "error: 4 more posts skipped"
+    ]
+    raw = (tmp_path / "a.xml").read_bytes()
+    parsed = feedparser.parse(raw, sanitize_html=False)
+    (entry,) = parsed.entries
+    assert entry.id == f"tag:technews-harvester.invalid,2021:post/{own}"
+    assert (entry.title, entry.content[0].value) == ("Mine", "<p>m</p>")
+    assert b"<link" not in raw and b"<author>" not in raw.split(b"<entry>")[1]
+
+
+def test_reasons_are_short() -> None:
+    assert (
+        _reason(OSError(errno.ENOSPC, "No space left on device")) == "no space left on the device"
+    )
+    assert _reason(OSError("odd")) == "odd"
 
 
 # --- clean items of Scrapy's feed exports ---------------------------------------------------

@@ -318,7 +318,13 @@ def output_problem(path: str) -> str | None:
     """Why the feed cannot be written to ``path`` (``-``: stdout), or None."""
     if path == "-":
         return None
-    target = Path(path).expanduser()
+    try:
+        return _file_problem(Path(path).expanduser())
+    except OSError as error:  # a name too long, a folder we may not look into
+        return _reason(error)
+
+
+def _file_problem(target: Path) -> str | None:
     if target.is_symlink():
         return "is a symlink, refused"
     if target.is_dir():
