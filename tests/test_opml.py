@@ -422,3 +422,36 @@ def test_usage_errors(
     args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert sources(capsys, *args) == (2, "", message)
+
+
+def test_outline_quirks_names_apart_and_the_feed_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crawler import opml
+    from crawler.sources_opml import plan_import
+
+    data = (
+        b'<opml version="2.0"><body><foo/><outline text="News" xmlurl="https://a.example/rss"/>'
+        b'<outline title="News" xmlUrl="https://b.example/rss"/>'
+        b'<outline xmlUrl="https://www.c.example/feed"/></body></opml>'
+    )
+    feeds = parse_opml(data)
+    assert [f.url for f in feeds] == [
+        "https://a.example/rss", "https://b.example/rss", "https://www.c.example/feed",
+    ]  # fmt: skip
+    plan = plan_import(feeds, [], "https://rsshub.app")
+    assert [(t["name"], t["author"]) for t in plan.tables] == [
+        ("news", "News"), ("news-2", "News"), ("c", "c.example"),
+    ]  # fmt: skip
+    monkeypatch.setattr(opml, "MAX_FEEDS", 2)
+    with pytest.raises(OpmlError, match="more than 2 feeds"):
+        parse_opml(data)
+
+
+def test_a_sources_file_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "no" / "s.toml"
+    status, out, err = sources(
+        capsys, "--sources", str(target), "--import-opml", str(OPML / "inoreader.xml")
+    )
+    assert (status, out) == (1, "")
+    assert err == f"error: {target}: cannot write (No such file or directory)\n"

@@ -135,6 +135,24 @@ def test_terminal_log_counts_what_it_hides(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().err == "WARNING: shown once\nERROR: and this\n"
 
 
+def test_terminal_log_replaces_scrapys_terminal_handler_while_the_bar_is_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scrapy.settings import Settings
+
+    settings = Settings({"PROGRESS_DISPLAY": True, "LOG_LEVEL": logging.DEBUG})
+    logger = logging.getLogger("test_terminal.root")
+    logger.setLevel(logging.DEBUG)
+    with terminal_log(settings):
+        assert not settings.getbool("LOG_ENABLED")  # Scrapy's own handler: a null one
+        logger.debug("counted: LOG_LEVEL is DEBUG")
+        logger.info("counted too")
+    logger.info("after the block: not ours")
+    err = capsys.readouterr().err
+    assert err.endswith("log: 2 lines below WARNING not shown (--log-file FILE keeps the "
+                        "whole log)\n")  # fmt: skip
+
+
 def test_terminal_log_is_off_without_a_progress_display() -> None:
     from scrapy.settings import Settings
 
