@@ -129,8 +129,8 @@ def source_name(title: str, host: str) -> str:
     """A slug of the title when it is written in ASCII letters (accents aside), else of the
     host without ``www.``-like prefixes and its top-level domain (``IT之家`` at
     ``www.ithome.com`` is ``ithome``)."""
-    if title and all(slug(char) or not char.isalnum() for char in title):
-        return slug(title) or "feed"
+    if slug(title) and all(slug(char) or not char.isalnum() for char in title):
+        return slug(title)
     labels = host.split(".")
     if not _is_ip(host):
         labels = labels[:-1] if len(labels) > 1 else labels

@@ -98,6 +98,8 @@ def test_netnewswire_entities_and_accents(tmp_path: Path) -> None:
     ]
     assert feeds[0].html_url == "https://daringfireball.net/"
     assert source_name("Café & Code", "example.org") == "cafe-code"
+    assert source_name("🔥 🔥", "feeds.hot.example.co") == "hot-example"
+    assert source_name("", "127.0.0.1") == "127-0-0-1"
 
 
 def test_miniflux_bad_and_internal_feeds_are_refused_with_reasons(
