@@ -10,6 +10,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,10 +30,12 @@ from support import (
     FIXTURES,
     PROJECT_ROOT,
     CrawlResult,
+    background_job,
     crawl_in_process,
     fixture_server,
     serve_feeds,
     source_table,
+    usage_error,
     write_sources,
 )
 
@@ -447,3 +451,51 @@ def test_every_index_line_of_a_real_crawl_fits_the_schema(harvest: Harvest) -> N
     for broken in ({**entry, "sha256": "xyz"}, {**entry, "date": "2021-07-17"},
                    {**entry, "extra": 1}, without_path):  # fmt: skip
         assert not validator.is_valid(broken)
+
+
+# --- the command line ---------------------------------------------------------------------
+
+GOLDEN = FIXTURES / "golden" / "cnbeta-2021-07-17.md"
+GOLDEN_PATH = "2021/07/2021-07-17-golden-72e73e43.md"
+
+
+@background_job
+def export_cli_runs(folder: Path) -> dict[str, subprocess.CompletedProcess[bytes]]:
+    """``python -m crawler export`` as a user runs it: the Atom feed of an archive of the
+    reference post to stdout, and a bad ``--limit``."""
+    archive = folder / "archive"
+    (archive / GOLDEN_PATH).parent.mkdir(parents=True)
+    shutil.copyfile(GOLDEN, archive / GOLDEN_PATH)
+    entry = {"path": GOLDEN_PATH, "date": "Sat, 17 Jul 2021 14:35:32 GMT",
+             "url": "https://www.cnbeta.com.tw/articles/tech/1153343.htm"}  # fmt: skip
+    (archive / ".index.jsonl").write_text(json.dumps(entry) + "\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "crawler", "export", str(archive), *args]
+        return subprocess.run(command, capture_output=True, timeout=120, check=False)
+
+    return {"atom": run("--atom", "-"), "bad limit": run("--atom", "-", "--limit", "1e3")}
+
+
+def test_the_command_line_writes_atom_to_stdout(
+    export_cli_runs: dict[str, subprocess.CompletedProcess[bytes]],
+) -> None:
+    done = export_cli_runs["atom"]
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b"atom: 1 posts, 0 skipped -> stdout\n"
+    parsed = feedparser.parse(done.stdout, sanitize_html=False, resolve_relative_uris=False)
+    assert not parsed.bozo
+    (entry,) = parsed.entries
+    post = frontmatter.load(GOLDEN)
+    assert (entry.title, entry.link) == (
+        post["title"], "https://www.cnbeta.com.tw/articles/tech/1153343.htm",
+    )  # fmt: skip
+    assert [tag.term for tag in entry.tags] == post["categories"]
+    assert entry.content[0].value == decode_post_body(
+        post.content.removeprefix("<div>   \n").removesuffix("   \n</div>")
+    )
+    bad = export_cli_runs["bad limit"]
+    text = subprocess.CompletedProcess(bad.args, bad.returncode, bad.stdout.decode(),
+                                       bad.stderr.decode())  # fmt: skip
+    assert usage_error(text) == "--limit 1e3: give a whole number >= 1"
+    assert bad.stdout == b""
