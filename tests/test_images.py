@@ -367,3 +367,65 @@ def test_good_image_settings_pass() -> None:
 
     for prefix in ("/images/", "/blog/images/", "https://cdn.example.org/images/"):
         check_settings(Settings({"IMAGES_URL_PREFIX": prefix, "ARCHIVE_IMAGES": "True"}))
+
+
+# --- images --backfill ----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_backfill_archives_the_images_of_existing_posts_once(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    from crawler.cli.backfill import BackfillSpider, backfill_settings
+    from crawler.cli.images import report
+
+    base = serve_images(httpserver)
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        feed(httpserver.port, entries(base, httpserver.port)), content_type="application/rss+xml"
+    )
+    await crawl_in_process(  # an archive of hot-linked images, as before ARCHIVE_IMAGES
+        "feeds", tmp_path, {}, url=f"{base}/feed.xml", categories=["Tech", "Pictures", "All"]
+    )
+    (tmp_path / "2026" / "11" / "hand-edited.md").write_text("no front matter here")
+    before = {path: (tmp_path / path).read_bytes() for path in read_index(tmp_path)}
+    # Posts name no source to trust: every image host is checked, so a local one needs this.
+    settings = {**backfill_settings(tmp_path), **SETTINGS, "ALLOW_PRIVATE_ADDRESSES": True}
+
+    dry = await crawl_in_process(
+        BackfillSpider, tmp_path, {**settings, "DRY_RUN": True}, server=httpserver
+    )
+    assert dry.stats["backfill/rewritten"] == 3
+    assert not (tmp_path / "images").exists()
+    assert {path: (tmp_path / path).read_bytes() for path in before} == before
+
+    result = await crawl_in_process(BackfillSpider, tmp_path, settings, server=httpserver)
+    stats = result.stats
+    assert stats["backfill/posts"] == 4
+    assert stats["backfill/unreadable"] == 1
+    assert stats["backfill/rewritten"] == 3  # every post with an image
+    assert stats["images/downloaded"] == 4
+    assert stats["images/reused"] == 2  # red under two more URLs
+    assert stats["images/failed"] == 4
+    posts = {post["title"]: post for post in result.posts().values() if "title" in post}
+    twice = posts["Red twice"]
+    assert twice["headimg"] == twice["thumbnail"] == f"/images/{name_of(BLUE, 'png')}"
+    assert body_image_urls(twice.content) == [f"/images/{name_of(RED, 'png')}"] * 2
+    index = read_index(tmp_path)
+    lines = (tmp_path / ".index.jsonl").read_bytes().splitlines()
+    assert len(lines) == len(index) == 4  # compacted: one line per post
+    for path, entry in index.items():
+        data = (tmp_path / path).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        front, body = split_post(data.decode("utf-8"))
+        assert not list(post_validator().iter_errors({
+            "title": "t", "categories": ["c"], "author": "a", "comments": False,
+            "date": "Fri, 27 Nov 2026 10:00:00 GMT", "body": body,
+            "headimg": lead_images(front)[0], "thumbnail": lead_images(front)[1],
+        }))  # fmt: skip
+    assert (tmp_path / "2026" / "11" / "hand-edited.md").read_text() == "no front matter here"
+    assert report(stats, tmp_path) == 1  # four images could not be archived
+
+    again = await crawl_in_process(BackfillSpider, tmp_path, settings, server=httpserver)
+    assert again.stats.get("images/downloaded") is None
+    assert again.stats.get("backfill/rewritten") is None
+    assert not [p for p in again.requested if p.startswith("/img/red") or "blue" in p]
