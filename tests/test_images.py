@@ -6,13 +6,25 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
-from support import crawl_in_process
+from support import (
+    FAST,
+    PROJECT_ROOT,
+    background_job,
+    crawl_in_process,
+    fixture_server,
+    run_harvest,
+    source_table,
+    write_sources,
+)
 
 from crawler.archive.files import SymlinkRefused, post_entries
 from crawler.archive.images import ImageStore, replace_post
@@ -429,3 +441,80 @@ async def test_backfill_archives_the_images_of_existing_posts_once(
     assert again.stats.get("images/downloaded") is None
     assert again.stats.get("backfill/rewritten") is None
     assert not [p for p in again.requested if p.startswith("/img/red") or "blue" in p]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def run_images(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", "images", *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@dataclass
+class CommandLine:
+    harvest: subprocess.CompletedProcess[str]
+    backfill: subprocess.CompletedProcess[str]
+    no_action: subprocess.CompletedProcess[str]
+    bad_prefix: subprocess.CompletedProcess[str]
+    archive: Path
+    base: str
+
+
+@background_job
+def images_from_the_command_line(home: Path) -> CommandLine:
+    """A harvest with ARCHIVE_IMAGES of a feed on 127.0.0.1 (its images on the feed's own
+    host: no ALLOW_PRIVATE_ADDRESSES needed), then a backfill that finds nothing to do."""
+
+    def serve(server: HTTPServer) -> None:
+        base = serve_images(server)
+        good = entries(base, server.port)
+        server.expect_request("/feed.xml").respond_with_data(
+            feed(server.port, [good[0], good[2], good[3]]), content_type="application/rss+xml"
+        )
+
+    archive = home / "archive"
+    with fixture_server(serve) as site:
+        table = source_table("pictures", url="{base}/feed.xml", categories=["Tech", "P", "All"],
+                             author="P")  # fmt: skip
+        sources = write_sources(home / "sources.toml", site, table)
+        harvest = run_harvest(
+            "--sources", str(sources), "--output", str(archive), "-s", "ARCHIVE_IMAGES=True"
+        )
+        backfill = run_images("--backfill", str(archive), *FAST)
+        base = site.url_for("").rstrip("/")
+    no_action = run_images(str(archive))
+    bad_prefix = run_images("--backfill", str(archive), "-s", "IMAGES_URL_PREFIX=images/")
+    return CommandLine(harvest, backfill, no_action, bad_prefix, archive, base)
+
+
+def test_a_harvest_with_archive_images_leaves_no_image_remote(
+    images_from_the_command_line: CommandLine,
+) -> None:
+    run = images_from_the_command_line
+    assert run.harvest.returncode == 0, run.harvest.stderr
+    texts = [(run.archive / path).read_text("utf-8") for path in read_index(run.archive)]
+    assert len(texts) == 3
+    for text in texts:
+        front, body = split_post(text)
+        for url in [*lead_images(front), *body_image_urls(body)]:
+            assert url.startswith("/images/") or url.startswith("https://picsum.photos/")
+            if url.startswith("/images/"):
+                assert (run.archive / url.lstrip("/")).is_file()
+    assert run.base not in "".join(texts).replace(f"{run.base}/a/", "")
+
+
+def test_backfill_from_the_command_line(images_from_the_command_line: CommandLine) -> None:
+    run = images_from_the_command_line
+    assert run.backfill.returncode == 0, run.backfill.stderr
+    assert run.backfill.stdout.strip() == (
+        f"images {run.archive}: 3 posts read, 0 rewritten; images: 0 downloaded, 0 reused, 0 failed"
+    )
+    assert run.no_action.returncode == 2
+    assert run.no_action.stderr == "error: images: give --backfill (the only action for now)\n"
+    assert run.bad_prefix.returncode == 2
+    assert run.bad_prefix.stderr.startswith("error: -s IMAGES_URL_PREFIX='images/': must be")
+    assert len(run.bad_prefix.stderr.splitlines()) == 1
