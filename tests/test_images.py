@@ -25,6 +25,7 @@ from support import (
     source_table,
     write_sources,
 )
+from werkzeug import Response
 
 from crawler.archive.files import SymlinkRefused, post_entries
 from crawler.archive.images import ImageStore, replace_post
@@ -106,6 +107,9 @@ def serve_images(server: HTTPServer) -> str:
     server.expect_request("/img/huge.png").respond_with_data(
         RED + b"\0" * 4096, content_type="image/png"
     )
+    server.expect_request("/img/stream.png").respond_with_handler(
+        lambda request: Response(iter([RED] + [b"\0" * 1024] * 4), content_type="image/png")
+    )  # chunked, no Content-Length: cut off while it streams
     server.expect_request("/img/drawing.svg").respond_with_data(
         '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
         content_type="image/svg+xml",
@@ -128,7 +132,8 @@ def entries(base: str, port: int) -> list[tuple[str, str, str | None]]:
         (
             "Broken pictures",
             f'<p><img src="{base}/img/gone.png"><img src="{base}/img/error.png">'
-            f'<img src="{base}/img/huge.png"><img src="{base}/img/drawing.svg">'
+            f'<img src="{base}/img/huge.png"><img src="{base}/img/stream.png">'
+            f'<img src="{base}/img/drawing.svg">'
             f'<img src="{other_name}/img/red.png"></p>',
             None,
         ),
@@ -173,7 +178,8 @@ async def test_a_crawl_archives_every_image_once_and_points_the_posts_at_them(
     broken = posts["Broken pictures"]
     assert body_image_urls(broken.content) == [
         f"{base}/img/gone.png", f"{base}/img/error.png", f"{base}/img/huge.png",
-        f"{base}/img/drawing.svg", f"http://localhost:{httpserver.port}/img/red.png",
+        f"{base}/img/stream.png", f"{base}/img/drawing.svg",
+        f"http://localhost:{httpserver.port}/img/red.png",
     ]  # fmt: skip
     assert broken["headimg"] == f"{base}/img/gone.png"  # the first image, kept as it was
     photo = posts["Photo and animation"]
@@ -184,11 +190,11 @@ async def test_a_crawl_archives_every_image_once_and_points_the_posts_at_them(
     stats = result.stats
     assert stats["images/downloaded"] == 4
     assert stats["images/reused"] == 1  # red under its second URL
-    assert stats["images/failed"] == 5
+    assert stats["images/failed"] == 6
     assert stats["images/failed/http_404"] == 1
     assert stats["images/failed/not_an_image"] == 2  # the HTML page and the SVG
     assert stats["images/failed/refused"] == 1
-    assert stats["images/failed/too_large"] == 1
+    assert stats["images/failed/too_large"] == 2
     assert "/img/red.png" not in [p for p in result.requested if "localhost" in p]
     assert result.requested.count("/img/red.png") == 1
     assert stats["write/written"] == 4
@@ -417,7 +423,7 @@ async def test_backfill_archives_the_images_of_existing_posts_once(
     assert stats["backfill/rewritten"] == 3  # every post with an image
     assert stats["images/downloaded"] == 4
     assert stats["images/reused"] == 2  # red under two more URLs
-    assert stats["images/failed"] == 4
+    assert stats["images/failed"] == 5
     posts = {post["title"]: post for post in result.posts().values() if "title" in post}
     twice = posts["Red twice"]
     assert twice["headimg"] == twice["thumbnail"] == f"/images/{name_of(BLUE, 'png')}"
@@ -435,7 +441,7 @@ async def test_backfill_archives_the_images_of_existing_posts_once(
             "headimg": lead_images(front)[0], "thumbnail": lead_images(front)[1],
         }))  # fmt: skip
     assert (tmp_path / "2026" / "11" / "hand-edited.md").read_text() == "no front matter here"
-    assert report(stats, tmp_path) == 1  # four images could not be archived
+    assert report(stats, tmp_path) == 1  # five images could not be archived
 
     again = await crawl_in_process(BackfillSpider, tmp_path, settings, server=httpserver)
     assert again.stats.get("images/downloaded") is None

@@ -34,6 +34,7 @@ from scrapy.http import Request, Response
 from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileInfo, FileInfoOrError, MediaPipeline
+from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 
 from crawler.archive.images import ImageStore
@@ -202,7 +203,7 @@ class ArchiveImagesPipeline(FilesPipeline):
         error = failure.value
         if isinstance(error, ImageRejected):
             reason, why = error.reason, str(error)
-        elif isinstance(error, DownloadCancelledError):  # past download_maxsize
+        elif isinstance(error, DownloadCancelledError | CancelledError):  # past the size cap
             reason, why = "too_large", f"larger than IMAGES_MAX_SIZE ({self.max_size} bytes)"
         elif isinstance(error, IgnoreRequest):
             reason, why = "refused", one_line(error) or "refused"
