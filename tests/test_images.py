@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import lxml.html
 import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
@@ -468,6 +469,9 @@ class CommandLine:
     bad_prefix: subprocess.CompletedProcess[str]
     archive: Path
     base: str
+    site: Path  # a Hexo site the archive was exported into and generated
+    export: subprocess.CompletedProcess[str]
+    generate: subprocess.CompletedProcess[str]
 
 
 @background_job
@@ -494,7 +498,15 @@ def images_from_the_command_line(home: Path) -> CommandLine:
         base = site.url_for("").rstrip("/")
     no_action = run_images(str(archive))
     bad_prefix = run_images("--backfill", str(archive), "-s", "IMAGES_URL_PREFIX=images/")
-    return CommandLine(harvest, backfill, no_action, bad_prefix, archive, base)
+    # The real Hexo (tests/test_hexo_site.py installs and pins it) publishes the posts.
+    from test_hexo_site import VARIANTS, export, generate, install_hexo, make_site
+
+    site = make_site(home / "site", install_hexo(), next(iter(VARIANTS.values())))
+    exported = export(archive, site)
+    generated = generate(site, "UTC")
+    return CommandLine(
+        harvest, backfill, no_action, bad_prefix, archive, base, site, exported, generated
+    )
 
 
 def test_a_harvest_with_archive_images_leaves_no_image_remote(
@@ -524,3 +536,20 @@ def test_backfill_from_the_command_line(images_from_the_command_line: CommandLin
     assert run.bad_prefix.returncode == 2
     assert run.bad_prefix.stderr.startswith("error: -s IMAGES_URL_PREFIX='images/': must be")
     assert len(run.bad_prefix.stderr.splitlines()) == 1
+
+
+def test_hexo_renders_the_archived_images(images_from_the_command_line: CommandLine) -> None:
+    run = images_from_the_command_line
+    assert run.export.returncode == 0, run.export.stderr
+    assert run.generate.returncode == 0, run.generate.stderr
+    public = run.site / "public"
+    shown = []
+    for page in sorted(public.rglob("index.html")):
+        document = lxml.html.fromstring(page.read_bytes())
+        shown += [image.get("src") for image in document.iter("img")]
+    assert len(shown) == 4  # red twice, the photo and the animation
+    for src in shown:
+        assert src.startswith("/images/")
+        assert (public / src.lstrip("/")).read_bytes() == (
+            run.archive / src.lstrip("/")
+        ).read_bytes()
