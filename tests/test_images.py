@@ -255,6 +255,34 @@ async def test_images_are_off_by_default(httpserver: HTTPServer, tmp_path: Path)
     assert post["headimg"] == f"{base}/img/blue.png"
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_planted_symlink_and_the_per_post_cap_leave_urls_remote_not_half_written(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = serve_images(httpserver)
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        feed(httpserver.port, entries(base, httpserver.port)[:1]),
+        content_type="application/rss+xml",
+    )
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "images").symlink_to(outside)
+    result = await crawl_in_process(
+        "feeds", archive, {**SETTINGS, "IMAGES_MAX_PER_POST": 2}, server=httpserver,
+        url=f"{base}/feed.xml", categories=["Tech", "Pictures", "All"],
+    )  # fmt: skip
+    assert list(outside.iterdir()) == []
+    assert result.stats["images/over_cap"] == 1  # blue, red, red-copy: the copy not asked for
+    assert "/cdn/red-copy" not in result.requested
+    assert result.stats["images/failed/write_error"] == 2
+    (post,) = result.posts().values()  # written all the same, with the original URLs
+    assert post["headimg"] == f"{base}/img/blue.png"
+    assert body_image_urls(post.content) == [f"{base}/img/red.png", f"{base}/cdn/red-copy"]
+    assert "refusing to use a symlink inside the archive" in result.log
+
+
 # --- plain functions ------------------------------------------------------------------------
 
 
