@@ -208,7 +208,7 @@ def test_json_report_runs_file_and_index_match_the_files(json_runs: JsonRuns) ->
     assert report["exit_status"] == 0
     assert {s["name"]: s["new"] for s in report["sources"]} == {"cnbeta": 7, "rdf": 1}
     assert all(set(s) == {"name", "kind", "seen", "new", "duplicate", "dropped", "failed",
-                          "seconds", "status", "reason", "drift"}
+                          "seconds", "status", "reason", "drift", "images_failed"}
                for s in report["sources"])  # fmt: skip
     assert {(s["status"], s["reason"], s["drift"]) for s in report["sources"]} == {
         ("ok", None, None)

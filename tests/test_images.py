@@ -196,6 +196,8 @@ async def test_a_crawl_archives_every_image_once_and_points_the_posts_at_them(
     assert stats["images/failed/not_an_image"] == 2  # the HTML page and the SVG
     assert stats["images/failed/refused"] == 1
     assert stats["images/failed/too_large"] == 2
+    # Counted for the source too: the harvest report names it (no failure of the source).
+    assert [v for k, v in stats.items() if k.endswith("/images_failed")] == [6]
     assert "/img/red.png" not in [p for p in result.requested if "localhost" in p]
     assert result.requested.count("/img/red.png") == 1
     assert stats["write/written"] == 4
@@ -581,3 +583,14 @@ def test_hexo_renders_the_archived_images(images_from_the_command_line: CommandL
         assert (public / src.lstrip("/")).read_bytes() == (
             run.archive / src.lstrip("/")
         ).read_bytes()
+
+
+def test_the_report_names_images_not_archived_without_failing_the_source() -> None:
+    from crawler.cli.report import Report, SourceResult
+
+    report = Report("s", "f", 1.0, "/a", [SourceResult("pics", "feed", new=2, images_failed=3)])
+    assert report.exit_status == 0
+    assert report.as_dict()["sources"][0]["images_failed"] == 3
+    assert report.as_text().splitlines()[-1] == (
+        "pics: 3 images not archived (the posts keep their URLs; the log says why)"
+    )

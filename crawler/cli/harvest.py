@@ -257,6 +257,7 @@ def _results(
                 reason=(reason or "failed without a reason") if failed else reason,
                 drift=drift,
                 interrupted=cut_short,
+                images_failed=int(stats.get(f"source/{source.name}/images_failed", 0)),
             )
         )
     return results

@@ -15,7 +15,8 @@ JSON schema (also one line of ``OUTPUT_DIR/.runs.jsonl`` per harvest)::
          "dropped": 0, "failed": false, "seconds": 12.5,
          "status": "ok",                        # "ok", "FAILED", "DRIFT" or "interrupted"
          "reason": null,                        # one line: why FAILED, DRIFT or interrupted
-         "drift": null}                         # {"field", "example", "rate", "empty_runs"}
+         "drift": null,                         # {"field", "example", "rate", "empty_runs"}
+         "images_failed": 0}                    # ARCHIVE_IMAGES: images not archived
       ],
       "totals": {"sources": 1, "failed": 0, "drift": 0, "seen": 60, "new": 3,
                  "duplicate": 57, "dropped": 0}
@@ -61,6 +62,9 @@ class SourceResult:
     reason: str | None = None  # one line; set for every FAILED, DRIFT and interrupted source
     drift: dict[str, Any] | None = None
     interrupted: bool = False  # cut short (or never started) by a SIGINT/SIGTERM
+    # ARCHIVE_IMAGES: images of its new posts that could not be archived (the posts keep the
+    # remote URLs). Reported, but no failure: one dead image host must not fail every run.
+    images_failed: int = 0
 
     @property
     def status(self) -> str:
@@ -136,6 +140,12 @@ class Report:
         )
         # Every source that is not ok, with its reason: one line each.
         lines += [f"{s.name}: {s.status}: {s.reason}" for s in self.sources if s.status != "ok"]
+        lines += [
+            f"{s.name}: {s.images_failed} images not archived (the posts keep their URLs; "
+            "the log says why)"
+            for s in self.sources
+            if s.images_failed
+        ]
         if self.interrupted_by is not None:
             lines.append(f"interrupted by {signal_name(self.interrupted_by)}")
         return "\n".join(lines)

@@ -50,6 +50,8 @@ from crawler.post.images import (
 )
 
 logger = logging.getLogger(__name__)
+# Request meta: the source of the post an image belongs to.
+SOURCE_META = "technews_image_source"
 
 
 class ImageRejected(Exception):
@@ -121,6 +123,7 @@ class ArchiveImagesPipeline(FilesPipeline):
                 TRUSTED_HOST: host if host in trusted else "",
                 "download_maxsize": self.max_size,
                 "download_warnsize": 0,
+                SOURCE_META: source,  # a failure is counted for its source's report line
             }
             requests.append(
                 Request(url, callback=NO_CALLBACK, meta=meta, headers={"Accept": "image/*"})
@@ -214,6 +217,8 @@ class ArchiveImagesPipeline(FilesPipeline):
             why = one_line(f"{type(error).__name__}: {error}".rstrip(": "))
         self.stats.inc_value("images/failed")
         self.stats.inc_value(f"images/failed/{reason}")
+        if request.meta.get(SOURCE_META):
+            self.stats.inc_value(f"source/{request.meta[SOURCE_META]}/images_failed")
         logger.warning("image not archived, the post keeps its URL: %s: %s", request.url, why)
         # Returning (not raising) marks the image as handled: the item gets no result for
         # it and Scrapy logs no traceback.
