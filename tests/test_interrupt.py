@@ -362,7 +362,7 @@ def test_a_crawl_never_started_is_reported_not_run(sigint_in_the_first_crawl: In
     assert later == {
         "name": "later", "kind": "feed", "seen": 0, "new": 0, "duplicate": 0, "dropped": 0,
         "failed": False, "seconds": 0.0, "reason": "not run: interrupted", "drift": None,
-        "status": "interrupted",
+        "images_failed": 0, "status": "interrupted",
     }  # fmt: skip
     assert "/later.xml" not in run.requested
     assert not [path for path in run.requested if path.startswith("/a/")]
