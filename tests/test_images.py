@@ -255,6 +255,7 @@ async def test_images_are_off_by_default(httpserver: HTTPServer, tmp_path: Path)
     assert not [path for path in result.requested if path.startswith("/img/")]
     (post,) = result.posts().values()
     assert post["headimg"] == f"{base}/img/blue.png"
+    assert "ArchiveImagesPipeline" not in result.log  # off by default: not worth a warning
 
 
 @pytest_twisted.ensureDeferred

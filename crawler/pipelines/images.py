@@ -86,7 +86,9 @@ class ArchiveImagesPipeline(FilesPipeline):
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
         if not settings.getbool("ARCHIVE_IMAGES"):
-            raise NotConfigured("ARCHIVE_IMAGES is off")
+            # Off is the default: no message, so Scrapy logs no "Disabled" warning (a cron
+            # job mails whatever reaches stderr).
+            raise NotConfigured
         return cls(str(settings["OUTPUT_DIR"]), crawler=crawler)
 
     # --- which images ----------------------------------------------------------------------
