@@ -18,7 +18,7 @@ import os
 import secrets
 import stat
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -191,6 +191,26 @@ def _write_new(folder: int, name: str, data: bytes, shown: Path) -> bool:
         unlink_in(folder, temporary)
     os.fsync(folder)
     return True
+
+
+def replace_in(folder: int, name: str, data: bytes | Iterable[bytes], shown: Path) -> None:
+    """``data`` as ``name`` in ``folder`` (a descriptor), replacing what is there: a hidden
+    temporary file of an unpredictable name (``O_EXCL``), fsynced, renamed over ``name``
+    (rename replaces a symlink planted there, never follows it), then the folder fsynced. A
+    crash leaves the old file or the new one, never a half-written one. Callers check what
+    they replace. ``data`` may be chunks (a whole index, written as it is produced)."""
+    temporary, fd = _create_temporary(folder, name, shown)
+    try:
+        try:
+            for chunk in [data] if isinstance(data, bytes) else data:
+                _write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        unlink_in(folder, temporary)
+    os.fsync(folder)
 
 
 def _existing(folder: int, name: str, shown: Path) -> bool:

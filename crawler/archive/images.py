@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import stat
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from crawler.archive.files import (
-    POST_MODE,
     SymlinkRefused,
     open_file,
     open_folder,
+    replace_in,
     resolve_inside,
-    unlink_in,
     write_atomically,
 )
 from crawler.post.images import IMAGES_FOLDER, image_name
@@ -88,18 +86,6 @@ def replace_post(output_dir: Path, relpath: str, data: bytes) -> None:
     folder = open_folder(output_dir, folders)
     try:
         os.close(open_file(name, os.O_RDONLY, dir_fd=folder, shown_as=shown))  # it is a file
-        temporary = f".{name}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        fd = open_file(temporary, flags, POST_MODE, dir_fd=folder, shown_as=shown)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-        except BaseException:
-            unlink_in(folder, temporary)
-            raise
-        os.fsync(folder)
+        replace_in(folder, name, data, shown)
     finally:
         os.close(folder)

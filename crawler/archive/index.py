@@ -12,19 +12,17 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from crawler.archive.files import (
-    POST_MODE,
     SymlinkRefused,
     append_line,
     open_file,
     open_folder,
-    unlink_in,
+    replace_in,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,19 +121,7 @@ def rewrite_index(output_dir: Path, entries: Iterable[dict[str, Any]]) -> None:
         else:
             if stat.S_ISLNK(info.st_mode):
                 raise SymlinkRefused(output_dir / INDEX_FILE)
-        temporary = f".{INDEX_FILE}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        fd = open_file(temporary, flags, POST_MODE, dir_fd=folder, shown_as=output_dir / temporary)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for entry in entries:
-                    handle.write(_line(entry))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, INDEX_FILE, src_dir_fd=folder, dst_dir_fd=folder)
-        except BaseException:
-            unlink_in(folder, temporary)
-            raise
-        os.fsync(folder)
+        lines = (_line(entry) for entry in entries)
+        replace_in(folder, INDEX_FILE, lines, output_dir / INDEX_FILE)
     finally:
         os.close(folder)

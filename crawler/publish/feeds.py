@@ -15,7 +15,6 @@ import errno
 import heapq
 import json
 import os
-import secrets
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,12 +29,10 @@ import yaml
 from lxml import etree
 
 from crawler.archive.files import (
-    POST_MODE,
     SymlinkRefused,
-    open_file,
     open_folder,
     read_post,
-    unlink_in,
+    replace_in,
 )
 from crawler.archive.index import read_index
 from crawler.post.cleaning import one_line
@@ -349,22 +346,7 @@ def write_output(path: str, data: bytes) -> None:
     folder_path = target.parent.resolve()
     folder = open_folder(folder_path)
     try:
-        temporary = f".{target.name}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        fd = open_file(temporary, flags, POST_MODE, dir_fd=folder, shown_as=folder_path / temporary)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temporary, target.name, src_dir_fd=folder, dst_dir_fd=folder)
-        except BaseException:
-            unlink_in(folder, temporary)
-            raise
-        os.fsync(folder)
+        replace_in(folder, target.name, data, folder_path / target.name)
     finally:
         os.close(folder)
 

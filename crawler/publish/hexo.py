@@ -26,19 +26,18 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from crawler.archive.files import (
-    POST_MODE,
     SymlinkRefused,
     open_file,
     open_folder,
     post_entries,
     read_post,
+    replace_in,
     unlink_in,
 )
 
@@ -168,7 +167,7 @@ def _export_one(
     try:
         there = _digest_of(folder, name, shown)
         if there is None:
-            _write_replacing(folder, name, data, shown)
+            replace_in(folder, name, data, shown)
             outcome.counts["new"] += 1
         elif there == digest:
             outcome.counts["unchanged"] += 1  # also adopts a copy a killed run left unlisted
@@ -179,7 +178,7 @@ def _export_one(
             outcome.kept.append(str(shown))
             return
         else:
-            _write_replacing(folder, name, data, shown)
+            replace_in(folder, name, data, shown)
             outcome.counts["updated"] += 1
     finally:
         os.close(folder)
@@ -270,7 +269,7 @@ def save_manifest(site: Path, manifest: dict[str, str]) -> None:
     data = json.dumps({"version": 1, "files": dict(sorted(manifest.items()))}, indent=1)
     folder = open_folder(site)
     try:
-        _write_replacing(folder, MANIFEST, data.encode("utf-8") + b"\n", site / MANIFEST)
+        replace_in(folder, MANIFEST, data.encode("utf-8") + b"\n", site / MANIFEST)
     finally:
         os.close(folder)
 
@@ -292,26 +291,6 @@ def _digest_of(folder: int, name: str, shown: Path) -> str | None:
         for chunk in iter(lambda: handle.read(1 << 16), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _write_replacing(folder: int, name: str, data: bytes, shown: Path) -> None:
-    """``data`` as ``name`` in ``folder``: a hidden temporary file, fsynced, renamed over
-    what is there (a regular file: the callers checked; rename never follows a symlink)."""
-    temporary = f".{name}.{secrets.token_hex(6)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    fd = open_file(temporary, flags, POST_MODE, dir_fd=folder, shown_as=shown)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-    finally:
-        unlink_in(folder, temporary)
-    os.fsync(folder)
 
 
 def _reason(error: OSError) -> str:
