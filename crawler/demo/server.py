@@ -96,13 +96,14 @@ class DemoHandler(BaseHTTPRequestHandler):
         else:
             body, status = found.read_bytes(), HTTPStatus.OK
             kind = content_type(found.name, body)
+        # Recorded before the answer is sent: whoever has the answer finds it recorded.
+        self.server.record(Served(self.client_address[0], self.command, self.path, status))
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if send_body:
             self.wfile.write(body)
-        self.server.record(Served(self.client_address[0], self.command, self.path, status))
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # recorded by _answer instead; malformed requests are answered 400 and dropped
