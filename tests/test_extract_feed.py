@@ -104,3 +104,21 @@ def test_media_group_sizes_with_units_pick_the_widest() -> None:
     parsed = parse_feed(feed, {}, "https://site.example/feed")
     (entry,) = feed_entries(parsed, "https://site.example/feed", UTC, FETCHED)
     assert isinstance(entry, FeedEntry) and entry.image == "https://site.example/l.jpg"
+
+
+def test_cp1252_pass_is_guarded_and_still_maps_c1_controls() -> None:
+    import feedparser.mixin
+
+    from crawler.extract.feedparser_speedup import guard_cp1252_pass
+
+    assert guard_cp1252_pass()  # installed on import of crawler.extract.feed; idempotent
+    assert feedparser.mixin._FeedParserMixin.pop.cp1252_guarded
+    # Bytes 0x93/0x94/0x96 in a latin-1 feed are C1 controls: still mapped as cp1252 does.
+    latin1 = (
+        b"<?xml version='1.0' encoding='iso-8859-1'?><rss version='2.0'><channel>"
+        b"<title>t</title><item><title>\x93a\x94 \x96 caf\xe9</title></item></channel></rss>"
+    )
+    assert parse_feed(latin1, {}, "https://e.com/f").entries[0].title == "“a” – café"
+    # Text without them (CJK, here) comes out as it went in.
+    cjk = "<rss version='2.0'><channel><item><title>苹果发布新芯片 €</title></item></channel></rss>"
+    assert parse_feed(cjk.encode(), {}, "https://e.com/f").entries[0].title == "苹果发布新芯片 €"

@@ -20,6 +20,9 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from crawler.extract.dates import from_struct, parse_date
+from crawler.extract.feedparser_speedup import guard_cp1252_pass
+
+guard_cp1252_pass()
 
 # A date further ahead than this is a feed's mistake: the fetch time is used instead.
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -76,12 +79,15 @@ def feed_entries(
     links = [_contained(entry_link, entry, feed_url) for entry in parsed.entries]
     shared = {link for link, count in Counter(links).items() if isinstance(link, str) and count > 1}
     home = site_home(parsed, feed_url)
+    channel_link = feed_link(parsed, feed_url)  # the same for every entry: computed once
     for entry, link in zip(parsed.entries, links, strict=True):
         if isinstance(link, BadEntry):
             yield link
             continue
         try:
-            yield _feed_entry(entry, link, parsed, feed_url, zone, fetched_at, shared | home)
+            yield _feed_entry(
+                entry, link, parsed, feed_url, channel_link, zone, fetched_at, shared | home
+            )
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError,
                 UnicodeError) as error:  # fmt: skip
             yield BadEntry(f"{type(error).__name__}: {error}", link)
@@ -92,6 +98,7 @@ def _feed_entry(
     link: str | None,
     parsed: Any,
     feed_url: str,
+    channel_link: str | None,
     zone: tzinfo,
     fetched_at: datetime,
     not_own: set[str],
@@ -100,7 +107,7 @@ def _feed_entry(
     if not title.strip():
         return None
     published, date_from = entry_date(entry, parsed, zone, fetched_at)
-    body, body_base = entry_body(entry, feed_url, link, feed_link(parsed, feed_url))
+    body, body_base = entry_body(entry, feed_url, link, channel_link)
     has_own_url = bool(link) and link not in not_own
     return FeedEntry(
         title=title,

@@ -321,7 +321,7 @@ def encode_for_post(sanitized: str) -> str:
     for line in text.split("\n"):
         if out and not line.strip():
             newline_at = offset - 1
-            if any(start <= newline_at < end for start, end in pre_spans):
+            if pre_spans and any(start <= newline_at < end for start, end in pre_spans):
                 out[-1] += "&#10;" + line
         elif line.strip():
             out.append(_FENCE.sub(_encode_fence, line))

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 import yaml
 
@@ -30,6 +31,9 @@ def single_quoted(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Categories and authors repeat across a source's posts: the YAML round trip of each value
+# (a full PyYAML parse) is done once per distinct value, not once per post.
+@lru_cache(maxsize=4096)
 def yaml_scalar(value: str) -> str:
     """``value`` plain when PyYAML and js-yaml both read it back as that string, else quoted."""
     if (
