@@ -7,6 +7,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest_twisted
+
 from crawler.archive.service import ArchiveService
 from crawler.archive.state import KEY_VERSION, STATE_FILE
 from crawler.post.format import http_date
@@ -66,3 +68,51 @@ def test_an_archive_keyed_by_older_rules_is_rekeyed_when_opened(tmp_path: Path) 
     assert reopened.state.key_version() == KEY_VERSION
     assert reopened.is_archived(None, None, "https://www.theverge.com/2021/7/15/steam-deck")
     reopened.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_posts_stored_on_the_writer_thread_while_the_crawl_thread_records(
+    tmp_path: Path,
+) -> None:
+    """The writer thread's key transactions and the crawl thread's own state writes share
+    one connection: each is whole, none lost, and the crawl thread never ran a store."""
+    import asyncio
+    import threading
+
+    from scrapy.utils.defer import deferred_from_coro
+
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    data = b"\n---\ntitle: 'x'\ndate: Sat, 17 Jul 2021 14:35:32 GMT\n---\n"
+    writers: set[str] = set()
+    real_store = service.store_post
+
+    def recording_store(*args: object, **kwargs: object) -> object:
+        writers.add(threading.current_thread().name)
+        return real_store(*args, **kwargs)  # type: ignore[arg-type]
+
+    service.store_post = recording_store  # type: ignore[method-assign]
+
+    async def crawl() -> list[str]:
+        stores = []
+        for n in range(200):
+            title = f"Story {n}"
+            title_key, url_key = story_keys(
+                title, PUBLISHED, f"https://e.com/story/{n}", has_own_url=True
+            )
+            index = {"title": title, "date": http_date(PUBLISHED), "url": f"https://e.com/story/{n}",
+                     "source": "verge", "categories": []}  # fmt: skip
+            stores.append(service.store_post_in_writer(
+                data, published=PUBLISHED, title_key=title_key, url_key=url_key, index=index
+            ))  # fmt: skip
+            service.page_failed(f"https://e.com/broken/{n}", "http_404")  # meanwhile
+        return [stored.relpath for stored in await asyncio.gather(*stores)]
+
+    relpaths = await deferred_from_coro(crawl())  # an asyncio task, as in a crawl
+    service.close()
+    assert writers and all(name.startswith("archive-writer") for name in writers)
+    assert len(set(relpaths)) == 200 and all((tmp_path / p).is_file() for p in relpaths)
+    db = sqlite3.connect(tmp_path / STATE_FILE)
+    assert db.execute("SELECT COUNT(*) FROM story_keys").fetchone()[0] == 400
+    assert db.execute("SELECT COUNT(*) FROM fetch_failures").fetchone()[0] == 200
+    lines = (tmp_path / ".index.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["path"] for line in lines) == sorted(relpaths)

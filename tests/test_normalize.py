@@ -38,7 +38,7 @@ def article(**fields: object) -> Article:
 
 
 def test_fields_are_cleaned_and_time_is_utc(pipeline: NormalizePipeline) -> None:
-    item = pipeline.process_item(article())
+    item = pipeline.normalize(article())
     assert item["title"] == "Title & more"
     assert item["published"] == datetime(2021, 7, 17, 14, 35, 32, tzinfo=UTC)
     assert item["published"].utcoffset().total_seconds() == 0
@@ -65,13 +65,13 @@ def test_fields_are_cleaned_and_time_is_utc(pipeline: NormalizePipeline) -> None
     ],
 )
 def test_lead_image_order(pipeline: NormalizePipeline, fields: dict, lead: str) -> None:
-    assert pipeline.process_item(article(**fields))["lead_image"] == lead
+    assert pipeline.normalize(article(**fields))["lead_image"] == lead
 
 
 def test_fallback_image_is_stable_per_article(pipeline: NormalizePipeline) -> None:
-    first = pipeline.process_item(article(body="<p>none</p>"))["lead_image"]
-    again = pipeline.process_item(article(body="<p>none</p>"))["lead_image"]
-    other = pipeline.process_item(article(title="Another", body="<p>none</p>"))["lead_image"]
+    first = pipeline.normalize(article(body="<p>none</p>"))["lead_image"]
+    again = pipeline.normalize(article(body="<p>none</p>"))["lead_image"]
+    other = pipeline.normalize(article(title="Another", body="<p>none</p>"))["lead_image"]
     assert first == again
     assert first.startswith("https://picsum.photos/400/300?random=")
     assert first != other
@@ -89,16 +89,16 @@ def test_bad_articles_are_dropped_and_counted(
     pipeline: NormalizePipeline, fields: dict, stat: str
 ) -> None:
     with pytest.raises(DropItem):
-        pipeline.process_item(article(**fields))
+        pipeline.normalize(article(**fields))
     assert pipeline.stats.get_value(stat) == 1
 
 
 def test_items_without_an_own_url_are_marked(pipeline: NormalizePipeline) -> None:
-    assert pipeline.process_item(article(has_own_url=False))["has_own_url"] is False
-    assert pipeline.process_item(article(url=None))["has_own_url"] is False
+    assert pipeline.normalize(article(has_own_url=False))["has_own_url"] is False
+    assert pipeline.normalize(article(url=None))["has_own_url"] is False
 
 
 def test_an_unusable_article_is_dropped_with_its_reason(pipeline: NormalizePipeline) -> None:
     with pytest.raises(DropItem, match=r"unusable article \(TypeError: .*\): https://e.com/x"):
-        pipeline.process_item(article(title=b"bytes, not text", url="https://e.com/x"))
+        pipeline.normalize(article(title=b"bytes, not text", url="https://e.com/x"))
     assert pipeline.stats.get_value("normalize/dropped/unusable") == 1

@@ -20,8 +20,11 @@ posts that are not in the index says so when it ends (``reindex`` indexes them).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,6 +77,10 @@ class ArchiveService:
         self._indexed: set[str] | None = None
         self.stats: Any = None  # the crawl's stats collector (write/repaired)
         self._stored_any = False  # whether this crawl wrote (or tried to write) a post
+        # The one thread that writes posts (fsync of file and folder, index line, keys), so
+        # that the crawl's thread never waits for the disk. One: posts are stored in the
+        # order they are handed over, and no two state transactions meet.
+        self._writer: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -119,6 +126,10 @@ class ArchiveService:
         return self._state
 
     def close(self) -> None:
+        if self._writer is not None:
+            # By engine_stopped every item is done; a store still running is waited for.
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._state is not None:
             if not self.read_only:
                 self._report_unindexed()
@@ -271,6 +282,15 @@ class ArchiveService:
             if self.stats is not None:
                 self.stats.inc_value("write/repaired")
         return StoredPost(relpath, written, bool(repaired))
+
+    async def store_post_in_writer(self, data: bytes, **fields: Any) -> StoredPost:
+        """:meth:`store_post` on the archive's writer thread, awaited (same arguments, same
+        result and errors), so that the reactor goes on downloading while the disk syncs."""
+        self.state  # noqa: B018 -- opened (and re-keyed) here, on the crawl's own thread
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
+        job = self._writer.submit(functools.partial(self.store_post, data, **fields))
+        return await asyncio.wrap_future(job)
 
     def _indexed_paths(self) -> set[str]:
         if self._indexed is None:

@@ -18,11 +18,12 @@ import shutil
 import sqlite3
 import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from crawler.archive.files import SymlinkRefused, open_file
 
@@ -67,6 +68,26 @@ CREATE TABLE IF NOT EXISTS source_runs (
 # A failed article page waits this long before it is asked for again, doubled with every
 # further failure, up to MAX_FAILURE_BACKOFF.
 MAX_FAILURE_BACKOFF = timedelta(days=7)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(
+    method: Callable[Concatenate[ArchiveState, P], R],
+) -> Callable[Concatenate[ArchiveState, P], R]:
+    """One thread at a time on the connection: the archive service writes posts (and their
+    keys) from its writer thread while the crawl's thread asks and records; a transaction
+    must never take in another thread's statement."""
+
+    def locked(self: ArchiveState, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    locked.__name__ = method.__name__
+    locked.__doc__ = method.__doc__
+    return locked
 
 
 def _now() -> str:
@@ -136,6 +157,7 @@ class ArchiveState:
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / STATE_FILE
         self.read_only = read_only
+        self._lock = threading.RLock()
         if read_only:
             try:
                 self._db = _open_read_only(self.path)
@@ -146,7 +168,9 @@ class ArchiveState:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         fresh = _prepare(self.path)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -159,26 +183,31 @@ class ArchiveState:
                 raise CorruptState(self.path, str(error)) from None
             raise
 
+    @_serialized
     def close(self) -> None:
         self._db.close()
 
     # --- the rules the keys were computed with ---------------------------------------------
 
+    @_serialized
     def key_version(self) -> int:
         """The KEY_VERSION the stored keys follow (1: archives from before it was recorded)."""
         row = self._db.execute("SELECT value FROM meta WHERE name = 'key_version'").fetchone()
         return int(row[0]) if row else 1
 
+    @_serialized
     def set_key_version(self, version: int) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO meta (name, value) VALUES ('key_version', ?)", (str(version),)
         )
 
+    @_serialized
     def has_story_keys(self) -> bool:
         return self._db.execute("SELECT 1 FROM story_keys LIMIT 1").fetchone() is not None
 
     # --- dedup keys -------------------------------------------------------------------------
 
+    @_serialized
     def knows(self, title_key: str | None = None, url_key: str | None = None) -> str | None:
         """Which of the given keys the archive already holds: 'title', 'url' or None."""
         for kind, key in (("url", url_key), ("title", title_key)):
@@ -191,10 +220,12 @@ class ArchiveState:
                 return kind
         return None
 
+    @_serialized
     def post_count(self) -> int:
         """How many posts have keys recorded."""
         return int(self._db.execute("SELECT COUNT(DISTINCT path) FROM story_keys").fetchone()[0])
 
+    @_serialized
     def remember(self, path: str, title_key: str, url_key: str | None) -> int:
         """Record a written post's keys in one transaction; how many were not recorded yet."""
         now = _now()
@@ -209,6 +240,7 @@ class ArchiveState:
             )
         return max(cursor.rowcount, 0)
 
+    @_serialized
     def replace_story_keys(self, rows: list[tuple[str, str, str]], key_version: int) -> None:
         """Replace every dedup key with ``(kind, key, path)`` rows, in one transaction."""
         now = _now()
@@ -223,6 +255,7 @@ class ArchiveState:
 
     # --- article pages that failed ------------------------------------------------------------
 
+    @_serialized
     def in_failure_backoff(
         self, url_key: str, backoff: timedelta, now: datetime | None = None
     ) -> bool:
@@ -240,6 +273,7 @@ class ArchiveState:
         wait = min(backoff * 2 ** min(attempts - 1, 20), MAX_FAILURE_BACKOFF)
         return datetime.fromisoformat(failed_at) + wait > (now or datetime.now(UTC))
 
+    @_serialized
     def record_failure(self, url_key: str, reason: str, now: datetime | None = None) -> None:
         """Remember that an article page failed (once more)."""
         self._db.execute(
@@ -249,11 +283,13 @@ class ArchiveState:
             (url_key, reason, (now or datetime.now(UTC)).isoformat()),
         )
 
+    @_serialized
     def forget_failure(self, url_key: str) -> None:
         self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
 
     # --- feeds' conditional GET ---------------------------------------------------------------
 
+    @_serialized
     def feed_validators(self, feed_url: str) -> tuple[str | None, str | None]:
         """The ETag and Last-Modified of a feed's last fully processed response."""
         row = self._db.execute(
@@ -261,6 +297,7 @@ class ArchiveState:
         ).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
+    @_serialized
     def save_feed_validators(
         self, feed_url: str, etag: str | None, last_modified: str | None
     ) -> None:
@@ -272,12 +309,14 @@ class ArchiveState:
 
     # --- sources' recent history (drift) ------------------------------------------------------
 
+    @_serialized
     def empty_runs(self, name: str) -> int:
         row = self._db.execute(
             "SELECT empty_runs FROM source_runs WHERE name = ?", (name,)
         ).fetchone()
         return int(row[0]) if row else 0
 
+    @_serialized
     def set_empty_runs(self, name: str, count: int) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO source_runs (name, empty_runs, updated_at) VALUES (?, ?, ?)",

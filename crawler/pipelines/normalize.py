@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -11,9 +13,11 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
-from crawler.post.cleaning import clean_body, clean_text, clean_title
+from crawler.post.cleaning import CleanBody, clean_body, clean_text, clean_title
 from crawler.post.keys import key_digest, story_keys
 
+# What one article's data can raise on its way through: the article is dropped, not the run.
+_UNUSABLE = (ValueError, TypeError, UnicodeError, OverflowError, RecursionError)
 # Characters of raw body HTML kept at most (2 M: ten times a long article with markup).
 MAX_BODY_LENGTH = 2_000_000
 
@@ -31,6 +35,7 @@ class NormalizePipeline:
         self.stats = stats
         self.fallback_image = fallback_image
         self.max_title_length = max_title_length
+        self._clean_thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
@@ -42,16 +47,44 @@ class NormalizePipeline:
             settings.getint("MAX_TITLE_LENGTH", 300),
         )
 
-    def process_item(self, item: Any) -> Any:
+    async def process_item(self, item: Any) -> Any:
+        """The crawl's path: the body is cleaned (lxml, nh3: the CPU work) on the pipeline's
+        own thread while the reactor goes on; the rest, stats included, on the reactor."""
         try:
-            return self._normalize(item)
-        except (ValueError, TypeError, UnicodeError, OverflowError, RecursionError) as error:
-            # Hostile or malformed data in one article (a value lxml refuses, a date out of
-            # range): this article is dropped with the reason, the others go on.
-            url = ItemAdapter(item).get("url")
-            self._drop("unusable", f"unusable article ({type(error).__name__}: {error}): {url}")
+            adapter, fields = self._check(item)
+            body = await asyncio.wrap_future(self._cleaner().submit(clean_body, *fields))
+            return self._finish(item, adapter, body)
+        except _UNUSABLE as error:
+            self._unusable(item, error)
 
-    def _normalize(self, item: Any) -> Any:
+    def normalize(self, item: Any) -> Any:
+        """The same, all on the calling thread (tests, commands without a reactor)."""
+        try:
+            adapter, fields = self._check(item)
+            return self._finish(item, adapter, clean_body(*fields))
+        except _UNUSABLE as error:
+            self._unusable(item, error)
+
+    def close_spider(self) -> None:
+        if self._clean_thread is not None:
+            self._clean_thread.shutdown(wait=True)
+            self._clean_thread = None
+
+    def _cleaner(self) -> ThreadPoolExecutor:
+        # One thread: lxml and nh3 release the GIL while they parse and sanitize, so the
+        # cleaning runs on the second core; stats stay on the reactor's thread.
+        if self._clean_thread is None:
+            self._clean_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")
+        return self._clean_thread
+
+    def _unusable(self, item: Any, error: BaseException) -> NoReturn:
+        # Hostile or malformed data in one article (a value lxml refuses, a date out of
+        # range): this article is dropped with the reason, the others go on.
+        url = ItemAdapter(item).get("url")
+        self._drop("unusable", f"unusable article ({type(error).__name__}: {error}): {url}")
+
+    def _check(self, item: Any) -> tuple[ItemAdapter, tuple[str, str | None, Any]]:
+        """The article's title, URL and time checked (or dropped); clean_body's arguments."""
         adapter = ItemAdapter(item)
         url = clean_text(adapter.get("url") or "") or None
         title = clean_title(adapter.get("title") or "")
@@ -74,10 +107,13 @@ class NormalizePipeline:
             # (super-linear on some inputs) seconds. Cut, sanitize what is left, count it.
             raw_body = raw_body[:MAX_BODY_LENGTH]
             self.stats.inc_value("normalize/body_truncated")
-        body = clean_body(raw_body, base, adapter.get("strip_selectors") or ())
         adapter["title"] = title
         adapter["url"] = url
         adapter["published"] = published
+        return adapter, (raw_body, base, adapter.get("strip_selectors") or ())
+
+    def _finish(self, item: Any, adapter: ItemAdapter, body: CleanBody) -> Any:
+        title, url, published = adapter["title"], adapter["url"], adapter["published"]
         adapter["categories"] = _clean_list(adapter.get("categories") or [])
         adapter["author"] = clean_text(adapter.get("author") or "") or clean_text(
             adapter.get("source") or ""

@@ -49,7 +49,7 @@ class WritePipeline:
             raise NotConfigured("dry run: nothing is written")
         return cls(crawler.stats, ArchiveService.of(crawler))
 
-    def process_item(self, item: Any) -> Any:
+    async def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
         data = render_post(
             title=adapter["title"],
@@ -60,7 +60,7 @@ class WritePipeline:
             body=adapter["body"],
         ).encode("utf-8")
         try:
-            stored = self.archive.store_post(
+            stored = await self.archive.store_post_in_writer(
                 data,
                 published=adapter["published"],
                 title_key=adapter["title_key"],
