@@ -1,0 +1,352 @@
+"""One benchmark of the harvester: a synthetic cnBeta-shaped site on loopback, crawled as a
+user crawls it (subprocesses), plus the durable-write ceiling and the dedup cost.
+
+Usage: ``python bench/run.py [--articles N] [--large] [--smoke] [--output PATH]``.
+Prints one table and writes bench/results.json (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRF = "Q3RfS2VfVG9rZW4-Mx8yU0BhVE0+aW4="
+PER_PAGE = 50
+FIRST_SID = 1_200_000
+TEXT = (
+    "对于上述消息，阿里和腾讯均表示暂不回应。从现状看，得益于微信小程序，很多中小微商家"
+    "逐渐成长为另外一个生机勃勃的电商系统。国产操作系统发布新版本，性能提升明显。"
+)
+
+# --- 1. the synthetic site --------------------------------------------------------------
+
+
+def _inputtime(i: int) -> str:
+    # Distinct times, one minute and one second apart, going back from 2021-07-17 22:35:32.
+    base = time.mktime((2021, 7, 17, 22, 35, 32, 0, 0, -1))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(base - i * 61))
+
+
+def article_page(i: int) -> str:
+    sid = FIRST_SID + i
+    title = f"合成测试文章第{i}篇：阿里腾讯已悄然握手 {sid}"
+    stamp = _inputtime(i)
+    day, clock = stamp.split(" ")
+    y, m, d = day.split("-")
+    paragraphs = []
+    size = 8000 + (i * 7919) % 12000  # 8-20 KB of text
+    n = 0
+    while sum(len(p.encode()) for p in paragraphs) < size:
+        paragraphs.append(f"<p>{TEXT}（第{i}篇第{n}段）</p>")
+        n += 1
+    for k in range(1 + i % 5):  # 1-5 lazy images
+        at = (k + 1) * len(paragraphs) // 6
+        paragraphs.insert(
+            at,
+            f'<p><img src="//static.cnbetacdn.com/grey.gif" '
+            f'data-original="https://static.cnbetacdn.com/article/{sid}/{k}.jpg"></p>',
+        )
+    return (
+        '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
+        f'<meta name="csrf-token" content="{CSRF}"><title>{title}_cnBeta.COM</title></head>'
+        '<body><div class="cnbeta-article-wrapper"><div class="cnbeta-article">'
+        f'<header class="title"><h1>{title}</h1><div class="meta">'
+        f"<span>{y}年{m}月{d}日 {clock[:5]}</span>"
+        '<span class="source">稿源：<span>cnBeta</span></span></div></header>'
+        '<div class="cnbeta-article-body"><div class="article-summary">'
+        f"<p><strong>摘要：第{i}篇的摘要。</strong></p></div>"
+        '<div class="article-content" id="artibody">' + "\n".join(paragraphs) + "</div>"
+        "</div></div></div></body></html>\n"
+    )
+
+
+def json_entry(i: int) -> dict[str, Any]:
+    sid = FIRST_SID + i
+    stamp = _inputtime(i)
+    return {
+        "sid": str(sid), "catid": "8", "topic": "9", "aid": "bench",
+        "title": f"合成测试文章第{i}篇：阿里腾讯已悄然握手 {sid}",
+        "hometext": f"<p>第{i}篇</p>", "comments": "0", "counter": "1024",
+        "inputtime": stamp, "updatetime": stamp,
+        "thumb": f"https://static.cnbetacdn.com/thumb/{sid}.jpg_100x100.jpg",
+        "source": "cnBeta.COM@https://www.cnbeta.com.tw",
+        "url_show": f"//www.cnbeta.com.tw/articles/tech/{sid}.htm",
+        "related": [], "label": {"name": "互联网", "class": "label-1"},
+    }  # fmt: skip
+
+
+def build_site(folder: Path, articles: int) -> int:
+    """Writes the site into folder; returns how many JSON pages it has."""
+    (folder / "articles" / "tech").mkdir(parents=True)
+    (folder / "more").mkdir()
+    (folder / "index.html").write_text(
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f'<meta name="csrf-param" content="_csrf"><meta name="csrf-token" content="{CSRF}">'
+        '</head><body><div class="items-area" data-type="all"></div></body></html>',
+        encoding="utf-8",
+    )
+    pages = max(1, -(-articles // PER_PAGE))
+    for page in range(1, pages + 2):  # the last one is empty: the list ends
+        rows = [json_entry(i) for i in range((page - 1) * PER_PAGE, min(page * PER_PAGE, articles))]
+        body = {"state": "success", "message": "", "result": {"list": rows}}
+        (folder / "more" / f"{page}.json").write_text(json.dumps(body, ensure_ascii=False))
+    for i in range(articles):
+        path = folder / "articles" / "tech" / f"{FIRST_SID + i}.htm"
+        path.write_text(article_page(i), encoding="utf-8")
+    return pages
+
+
+# --- 2. the server (a separate process) ---------------------------------------------------
+
+SERVER = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+root = Path(sys.argv[1])
+files = {}
+for path in root.rglob("*"):
+    if path.is_file():
+        files["/" + path.relative_to(root).as_posix()] = path.read_bytes()
+EMPTY = files.get("/more/empty.json", b'{"state":"success","message":"","result":{"list":[]}}')
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        kind = "text/html; charset=utf-8"
+        if parts.path == "/":
+            body = files.get("/index.html")
+        elif parts.path == "/home/more":
+            page = parse_qs(parts.query).get("page", ["1"])[0]
+            body = files.get(f"/more/{page}.json", EMPTY)
+            kind = "application/json; charset=UTF-8"
+        else:
+            body = files.get(parts.path)
+            if parts.path.endswith(".xml"):
+                kind = "application/rss+xml; charset=utf-8"
+        if body is None:
+            body, status = b"not found", 404
+        else:
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
+server.daemon_threads = True
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+NGINX = """worker_processes 2; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};
+fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+types {{ text/html htm html; application/json json; application/rss+xml xml; }}
+server {{ listen 127.0.0.1:{port}; root {root}; keepalive_requests 100000;
+location = / {{ try_files /index.html =404; }}
+location /home/more {{ default_type application/json; try_files /more/$arg_page.json
+/more/empty.json; }} }} }}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(root: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A server of root in its own process: nginx when installed, else Python's."""
+    port = free_port()
+    empty = '{"state":"success","message":"","result":{"list":[]}}'
+    (root / "more" / "empty.json").write_text(empty)
+    nginx = shutil.which("nginx")
+    if nginx:
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX.format(tmp=tmp, port=port, root=root))
+        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp)])
+        kind = "nginx"
+    else:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(root), str(port)], stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        kind = "python ThreadingHTTPServer (HTTP/1.1, in memory)"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port}", kind
+
+
+# --- 3. crawls as subprocesses ----------------------------------------------------------
+
+FAST = (
+    "-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False",
+    "-s", "CONCURRENT_REQUESTS=32", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=32",
+    "-s", "LOG_LEVEL=WARNING", "-s", "ROBOTSTXT_OBEY=False", "-s", "RETRY_BACKOFF_BASE=0",
+)  # fmt: skip
+
+
+def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
+    """Seconds, peak RSS (MiB) and exit status of a child process."""
+    began = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - began, usage.ru_maxrss / 1024, proc.returncode
+
+
+def crawl(spider: str, output: Path, log: Path, *args: str) -> tuple[float, float, int]:
+    cmd = [sys.executable, "-m", "scrapy", "crawl", spider, *FAST]
+    return timed([*cmd, "-s", f"OUTPUT_DIR={output}", *args], log)
+
+
+def posts(output: Path) -> int:
+    return len(list(output.glob("*/*/*.md")))
+
+
+# --- 4. durable writes and dedup -----------------------------------------------------------
+
+
+def durable_writes(folder: Path, count: int = 2000, size: int = 12 * 1024) -> float:
+    """Files per second: write + fsync + close + rename, as the archive stores a post."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    began = time.perf_counter()
+    for i in range(count):
+        tmp = folder / f".{i}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, folder / f"{i}.md")
+    return count / (time.perf_counter() - began)
+
+
+def dedup_cost(folder: Path, size: int, ops: int = 2000) -> float:
+    """Microseconds per knows + remember of a new story, with size keys already stored."""
+    from crawler.archive.state import KEY_VERSION, ArchiveState
+
+    folder.mkdir(parents=True)
+    state = ArchiveState(folder)
+    rows = [
+        (kind, f"{kind}-{i:012d}", f"2021/07/{i}.md") for i in range(size // 2)
+        for kind in ("title", "url")
+    ]  # fmt: skip
+    state.replace_story_keys(rows, KEY_VERSION)
+    began = time.perf_counter()
+    for i in range(ops):
+        title, url = f"title-new-{i}", f"url-new-{i}"
+        if state.knows(title_key=title, url_key=url) is None:
+            state.remember(f"new/{i}.md", title, url)
+    elapsed = time.perf_counter() - began
+    state.close()
+    return elapsed / ops * 1e6
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Any, str, str]] = []
+
+    def add(self, name: str, value: Any, unit: str = "", note: str = "") -> None:
+        if isinstance(value, float):
+            value = round(value, 3 if value < 10 else 1)
+        self.rows.append((name, value, unit, note))
+        print(f"  {name}: {value} {unit} {note}", file=sys.stderr, flush=True)
+
+    def print(self) -> None:
+        head = ("name", "value", "unit", "note")
+        cells = [head, *[(n, str(v), u, t) for n, v, u, t in self.rows]]
+        widths = [max(len(row[c]) for row in cells) for c in range(3)]
+        for row in cells:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3])
+
+    def json(self) -> dict[str, Any]:
+        return {n: {"value": v, "unit": u, "note": t} for n, v, u, t in self.rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--articles", type=int, default=2000)
+    parser.add_argument("--feeds", type=int, default=200)
+    parser.add_argument("--entries", type=int, default=50)
+    parser.add_argument("--large", action="store_true")
+    parser.add_argument("--dedup-max", action="store_true", help="add the 1M-key dedup size")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (a test)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.articles, args.feeds, args.entries = 200, 5, 20
+    sizes = [1000] if args.smoke else [1000, 100_000]
+    if args.large or args.dedup_max:
+        sizes.append(1_000_000)
+    table = Table()
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "bench") as name:
+        tmp = Path(name)
+        site = tmp / "site"
+        pages = build_site(site, args.articles)
+        server, base, kind = start_server(site, tmp)
+        try:
+            table.add("server", "nginx" if kind == "nginx" else "python", "", kind)
+            site_args = ("-a", f"base_url={base}", "-a", f"pages={pages}")
+            n = args.articles
+            t0, _rss0, rc0 = crawl(
+                "cnbeta", tmp / "out0", tmp / "nopipe.log", "-s", "ITEM_PIPELINES={}", *site_args
+            )
+            table.add("crawl_nopipe_s", t0, "s", f"exit {rc0}")
+            table.add("crawl_nopipe_rate", n / t0, "articles/s")
+            out = tmp / "out"
+            t1, rss1, rc1 = crawl("cnbeta", out, tmp / "full.log", *site_args)
+            written = posts(out)
+            table.add("crawl_full_s", t1, "s", f"exit {rc1}")
+            table.add("crawl_full_rate", n / t1, "articles/s")
+            table.add("crawl_full_written", written, "posts", f"of {n}")
+            table.add("crawl_ratio", t0 / t1, "x", "speed full / no-pipeline")
+            table.add("crawl_full_peak_rss", rss1, "MiB")
+            t2, rss2, rc2 = crawl("cnbeta", out, tmp / "rerun.log", *site_args)
+            table.add("rerun_s", t2, "s", f"exit {rc2}")
+            table.add("rerun_written", posts(out) - written, "posts", "new posts")
+            table.add("rerun_speedup", t1 / t2, "x", "full / re-run time")
+            table.add("rerun_peak_rss", rss2, "MiB")
+        finally:
+            server.terminate()
+            server.wait()
+        table.add("durable_write_ceiling", durable_writes(tmp / "fsync"), "files/s", "12 KB")
+        costs = {}
+        for size in sizes:
+            costs[size] = dedup_cost(tmp / f"dedup-{size}", size)
+            table.add(f"dedup_us_{size}", costs[size], "us/op", f"{size} keys stored")
+        if 1_000_000 in costs:
+            table.add("dedup_ratio_1m_1k", costs[1_000_000] / costs[1000], "x")
+    table.print()
+    args.output.write_text(json.dumps(table.json(), ensure_ascii=False, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
