@@ -46,6 +46,10 @@ ITEM_PIPELINES = {
     "crawler.pipelines.validate.ValidatePipeline": 250,
     "crawler.pipelines.write.WritePipeline": 300,
 }
+# Article bodies are cleaned and sanitized (lxml, nh3) in this many worker processes, so
+# that the crawl's own process keeps downloading and parsing on its core; 0: on a thread of
+# the crawl's process (one core in all).
+CLEAN_PROCESSES = 1
 # Dropped duplicates and bad articles are expected, not alarming: log them at INFO.
 DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
 # Log a dropped or scraped item as one short line, not the whole article.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import html
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -15,6 +18,8 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.post.cleaning import CleanBody, clean_body, clean_text, clean_title
 from crawler.post.keys import key_digest, story_keys
+
+logger = logging.getLogger(__name__)
 
 # What one article's data can raise on its way through: the article is dropped, not the run.
 _UNUSABLE = (ValueError, TypeError, UnicodeError, OverflowError, RecursionError)
@@ -30,12 +35,17 @@ class NormalizePipeline:
     """
 
     def __init__(
-        self, stats: StatsCollector, fallback_image: str, max_title_length: int = 300
+        self,
+        stats: StatsCollector,
+        fallback_image: str,
+        max_title_length: int = 300,
+        clean_processes: int = 0,
     ) -> None:
         self.stats = stats
         self.fallback_image = fallback_image
         self.max_title_length = max_title_length
-        self._clean_thread: ThreadPoolExecutor | None = None
+        self.clean_processes = clean_processes
+        self._executor: Executor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
@@ -45,6 +55,7 @@ class NormalizePipeline:
             crawler.stats,
             settings.get("FALLBACK_IMAGE"),
             settings.getint("MAX_TITLE_LENGTH", 300),
+            settings.getint("CLEAN_PROCESSES", 0),
         )
 
     async def process_item(self, item: Any) -> Any:
@@ -52,7 +63,10 @@ class NormalizePipeline:
         own thread while the reactor goes on; the rest, stats included, on the reactor."""
         try:
             adapter, fields = self._check(item)
-            body = await asyncio.wrap_future(self._cleaner().submit(clean_body, *fields))
+            try:
+                body = await asyncio.wrap_future(self._cleaner().submit(clean_body, *fields))
+            except BrokenProcessPool as error:
+                body = self._clean_after_lost_worker(error, fields)
             return self._finish(item, adapter, body)
         except _UNUSABLE as error:
             self._unusable(item, error)
@@ -66,16 +80,36 @@ class NormalizePipeline:
             self._unusable(item, error)
 
     def close_spider(self) -> None:
-        if self._clean_thread is not None:
-            self._clean_thread.shutdown(wait=True)
-            self._clean_thread = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
-    def _cleaner(self) -> ThreadPoolExecutor:
-        # One thread: lxml and nh3 release the GIL while they parse and sanitize, so the
-        # cleaning runs on the second core; stats stay on the reactor's thread.
-        if self._clean_thread is None:
-            self._clean_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")
-        return self._clean_thread
+    def _cleaner(self) -> Executor:
+        # CLEAN_PROCESSES worker processes: the lxml passes and their Python around them hold
+        # the GIL, so only another process puts the cleaning on another core. 0: one thread
+        # of the crawl's process (the reactor still goes on while nh3 sanitizes).
+        if self._executor is None:
+            if self.clean_processes > 0:
+                context = multiprocessing.get_context("forkserver")
+                # Workers fork from a server that imported the cleaning once: no re-import,
+                # and no fork of the crawl's own threads and locks.
+                context.set_forkserver_preload(["crawler.post.cleaning"])
+                self._executor = ProcessPoolExecutor(self.clean_processes, mp_context=context)
+            else:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")
+        return self._executor
+
+    def _clean_after_lost_worker(
+        self, error: BrokenProcessPool, fields: tuple[str, str | None, Any]
+    ) -> CleanBody:
+        # A worker killed under us (out of memory, a signal): this article is cleaned here,
+        # the next ones by a new pool; said and counted, not lost.
+        logger.warning("body-cleaning worker lost (%s); starting another", error)
+        self.stats.inc_value("normalize/clean_worker_lost")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        return clean_body(*fields)
 
     def _unusable(self, item: Any, error: BaseException) -> NoReturn:
         # Hostile or malformed data in one article (a value lxml refuses, a date out of

