@@ -1,5 +1,5 @@
 """``python -m crawler`` (also installed as ``technews``): harvest, reindex, status, export,
-images, sources and demo.
+images, sources, demo and merge.
 
 Exit status: 0 every source was reached; 1 at least one source failed; 2 usage or
 configuration error (one ``error: …`` line on stderr); 75 the archive is locked by another
@@ -34,6 +34,7 @@ MODULE_COMMANDS = {
     "images": "crawler.cli.images",
     "sources": "crawler.cli.sources_command",
     "demo": "crawler.cli.demo",
+    "merge": "crawler.cli.merge",
 }
 
 
