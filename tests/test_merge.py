@@ -219,3 +219,24 @@ def test_usage_errors_and_a_locked_source(
     with ArchiveLock(a):  # a harvest writing into the source
         assert main(["merge", str(a), "-o", str(tmp_path / "out")]) == EXIT_LOCKED
     assert not posts_of(tmp_path / "out")
+
+
+def test_archived_images_are_copied_once_and_a_broken_post_is_reported(
+    workers: tuple[Path, Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, _paths = workers
+    image = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+    digest = hashlib.sha256(image).hexdigest()
+    relimage = f"images/{digest[:2]}/{digest}.png"
+    (a / relimage).parent.mkdir(parents=True)
+    (a / relimage).write_bytes(image)
+    (b / "2021" / "07" / "2021-07-17-broken-00000000.md").write_bytes(b"no front matter\n")
+    out = tmp_path / "out"
+    assert main(["merge", str(a), str(b), "-o", str(out)]) == 1
+    done = capsys.readouterr()
+    assert "1 images" in done.out and "1 unreadable" in done.out
+    assert "broken" in done.err and "not a readable post" in done.err
+    assert (out / relimage).read_bytes() == image
+    before = snapshot(out)
+    assert main(["merge", str(a), str(b), "-o", str(out)]) == 1
+    assert snapshot(out) == before
