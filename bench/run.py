@@ -172,9 +172,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(root: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_server(root: Path, tmp: Path, port: int) -> tuple[subprocess.Popen[bytes], str, str]:
     """A server of root in its own process: nginx when installed, else Python's."""
-    port = free_port()
     empty = '{"state":"success","message":"","result":{"list":[]}}'
     (root / "more" / "empty.json").write_text(empty)
     nginx = shutil.which("nginx")
@@ -199,6 +198,66 @@ def start_server(root: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str, s
     return proc, f"http://127.0.0.1:{port}", kind
 
 
+# --- 2b. the feeds: RSS 2.0 files, 2-10 KB of HTML an entry ---------------------------------
+
+
+def feed_document(f: int, entries: int, base: str) -> bytes:
+    items = []
+    for e in range(entries):
+        n = f * entries + e
+        size = 2000 + (n * 7919) % 8000  # 2-10 KB
+        body, k = [], 0
+        while sum(len(p.encode()) for p in body) < size:
+            body.append(f'<p>{TEXT} <a href="/r/{n}/{k}">链接</a> Release notes {k}.</p>')
+            k += 1
+        body.insert(1, f'<p><img src="https://img.example.com/{n}.jpg" alt=""></p>')
+        stamp = time.strftime("%a, %d %b %Y %H:%M:%S +0800", time.gmtime(1626500000 - n * 97))
+        items.append(
+            f"<item><title>订阅源{f}的第{e}条：国产系统发布新版本 {n}</title>"
+            f'<link>{base}/posts/{f}/{e}.html</link><guid isPermaLink="false">bench-{n}</guid>'
+            f"<pubDate>{stamp}</pubDate><category>科技</category>"
+            f"<description><![CDATA[{''.join(body)}]]></description></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        f"<title>订阅源 {f}</title><link>{base}/</link><description>bench</description>"
+        + "".join(items)
+        + "</channel></rss>\n"
+    ).encode()
+
+
+def build_feeds(folder: Path, feeds: int, entries: int, base: str) -> Path:
+    """Writes folder/feeds/N.xml and a sources file naming them; returns the sources file."""
+    (folder / "feeds").mkdir(parents=True, exist_ok=True)
+    tables = []
+    for f in range(feeds):
+        (folder / "feeds" / f"{f}.xml").write_bytes(feed_document(f, entries, base))
+        tables.append(
+            f'[[source]]\nname = "feed{f}"\nurl = "{base}/feeds/{f}.xml"\n'
+            f'categories = ["科技", "订阅源{f}", "最新"]\nauthor = "订阅源{f}"\n'
+        )
+    sources = folder.parent / "feeds.toml"
+    sources.write_text("\n".join(tables), encoding="utf-8")
+    return sources
+
+
+def feedparser_rate(folder: Path) -> tuple[float, int]:
+    """Entries per second of feedparser alone over the feed files, as the spider calls it."""
+    import feedparser
+
+    import crawler.extract.feed  # noqa: F401 -- the same feedparser speed-up as the crawl
+
+    documents = [path.read_bytes() for path in sorted((folder / "feeds").glob("*.xml"))]
+    headers = {"content-type": "application/rss+xml"}
+    began, count = time.perf_counter(), 0
+    for document in documents:
+        parsed = feedparser.parse(
+            document, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+        count += len(parsed.entries)
+    return count / (time.perf_counter() - began), count
+
+
 # --- 3. crawls as subprocesses ----------------------------------------------------------
 
 FAST = (
@@ -208,6 +267,9 @@ FAST = (
 )  # fmt: skip
 
 
+CPU_SECONDS: dict[Path, float] = {}  # log path -> CPU seconds of that crawl (with its workers)
+
+
 def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
     """Seconds, peak RSS (MiB) and exit status of a child process."""
     began = time.perf_counter()
@@ -215,6 +277,9 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    # User + system time of the crawl and the children it waited for (the cleaning worker):
+    # what the crawl costs, less sensitive than wall time to what else the machine runs.
+    CPU_SECONDS[log] = usage.ru_utime + usage.ru_stime
     return time.perf_counter() - began, usage.ru_maxrss / 1024, proc.returncode
 
 
@@ -310,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(name)
         site = tmp / "site"
         pages = build_site(site, args.articles)
-        server, base, kind = start_server(site, tmp)
+        port = free_port()
+        sources = build_feeds(site, args.feeds, args.entries, f"http://127.0.0.1:{port}")
+        server, base, kind = start_server(site, tmp, port)
         try:
             table.add("server", "nginx" if kind == "nginx" else "python", "", kind)
             site_args = ("-a", f"base_url={base}", "-a", f"pages={pages}")
@@ -320,11 +387,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             table.add("crawl_nopipe_s", t0, "s", f"exit {rc0}")
             table.add("crawl_nopipe_rate", n / t0, "articles/s")
+            table.add(
+                "crawl_nopipe_cpu_ms", CPU_SECONDS[tmp / "nopipe.log"] / n * 1000, "ms/article"
+            )
             out = tmp / "out"
             t1, rss1, rc1 = crawl("cnbeta", out, tmp / "full.log", *site_args)
             written = posts(out)
             table.add("crawl_full_s", t1, "s", f"exit {rc1}")
             table.add("crawl_full_rate", n / t1, "articles/s")
+            table.add("crawl_full_cpu_ms", CPU_SECONDS[tmp / "full.log"] / n * 1000, "ms/article")
             table.add("crawl_full_written", written, "posts", f"of {n}")
             table.add("crawl_ratio", t0 / t1, "x", "speed full / no-pipeline")
             table.add("crawl_full_peak_rss", rss1, "MiB")
@@ -333,6 +404,16 @@ def main(argv: list[str] | None = None) -> int:
             table.add("rerun_written", posts(out) - written, "posts", "new posts")
             table.add("rerun_speedup", t1 / t2, "x", "full / re-run time")
             table.add("rerun_peak_rss", rss2, "MiB")
+            rate, entries = feedparser_rate(site)
+            table.add("feedparser_rate", rate, "entries/s", f"{entries} entries, parse alone")
+            t3, rss3, rc3 = crawl(
+                "feeds", tmp / "feeds-out", tmp / "feeds.log", "-a", f"sources={sources}"
+            )
+            table.add("feeds_crawl_s", t3, "s", f"exit {rc3}")
+            table.add("feeds_written", posts(tmp / "feeds-out"), "posts", f"of {entries}")
+            table.add("feeds_rate", entries / t3, "entries/s")
+            table.add("feeds_ratio", entries / t3 / rate, "x", "crawl / feedparser alone")
+            table.add("feeds_peak_rss", rss3, "MiB")
         finally:
             server.terminate()
             server.wait()
