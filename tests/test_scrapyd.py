@@ -23,15 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import frontmatter
-import pytest
 from support import PROJECT_ROOT, background_job
 
 import crawler.settings as project_settings
 from crawler.cli.demo import CONTENT_GUARD, GUARD
 from crawler.demo.server import DemoServer
-from crawler.spiders.base import ArgumentError
-from crawler.spiders.cnbeta import CnbetaSpider
-from crawler.spiders.feeds import FeedsSpider
 
 BIN = Path(sys.executable).parent
 VERSION = "r1"
@@ -275,23 +271,6 @@ def test_the_egg_holds_the_package_data_and_the_settings_entry_point(
     assert {"cnbeta", "feeds"} <= set(deployment.spiders["spiders"])
 
 
-def job_argument_refused() -> bool:
-    """Scrapyd adds ``-a _job=<job id>`` to every crawl it runs: do the spiders refuse it?"""
-    try:
-        CnbetaSpider.check_arguments(_job="1")
-        FeedsSpider.check_arguments(_job="1", url="http://127.0.0.1/feed.xml")
-    except ArgumentError:
-        return True
-    return False
-
-
-@pytest.mark.xfail(
-    job_argument_refused(),
-    reason="the spiders refuse Scrapyd's -a _job=<id> (HarvestSpider.check_arguments, "
-    "crawler/spiders/base.py): every scheduled crawl exits 2 at once",
-    raises=AssertionError,
-    strict=True,
-)
 def test_scheduled_crawls_write_their_posts_into_output_dir(deployment: Deployment) -> None:
     assert len(deployment.jobs) == 2
     for job in deployment.jobs.values():

@@ -246,3 +246,10 @@ async def test_the_contracts_of_parse_article_fail_without_a_title(
     assert not results.wasSuccessful()
     (failure,) = problems(results)
     assert "(@scrapes post-hook)" in failure and "Missing fields: title" in failure
+
+
+def test_scrapyds_job_argument_is_accepted_and_dropped() -> None:
+    # Scrapyd passes -a _job=<id> to every crawl it starts; refusing it fails every job.
+    from crawler.spiders.cnbeta import CnbetaSpider
+
+    assert "_job" not in CnbetaSpider.check_arguments(_job="6487ec79947edab326d6db28")

@@ -83,7 +83,11 @@ class HarvestSpider(scrapy.Spider):
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
-        """Converted arguments; raises :class:`ArgumentError` naming a bad or unknown one."""
+        """Converted arguments; raises :class:`ArgumentError` naming a bad or unknown one.
+
+        ``_job`` (the job id Scrapyd passes every crawl it starts) is accepted and dropped.
+        """
+        arguments = {name: value for name, value in arguments.items() if name != "_job"}
         unknown = sorted(set(arguments) - set(cls.arguments))
         if unknown:
             known = ", ".join(sorted(cls.arguments)) or "none"
