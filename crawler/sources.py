@@ -13,6 +13,7 @@ import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,7 +108,12 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> list[Source]:
     """Every source of a sources file, checked; raises :class:`SourcesError`."""
     path = Path(path)
     try:
-        data = tomllib.loads(_read_sources_file(path))
+        if path == DEFAULT_SOURCES and not path.exists():
+            # The project zipped into an egg (Scrapyd): the built-in list, read from the zip.
+            text = resources.files("crawler").joinpath("sources.toml").read_text("utf-8")
+        else:
+            text = _read_sources_file(path)
+        data = tomllib.loads(text)
     except OSError as error:
         raise SourcesError(f"{path}: cannot read the sources file ({error.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

@@ -63,6 +63,7 @@ class Deployment:
     jobs: dict[str, Job] = field(default_factory=dict)
     served: list[str] = field(default_factory=list)  # paths the demo server answered
     seconds: float = 0.0
+    egg_path: Path | None = None
 
 
 def free_port() -> int:
@@ -224,7 +225,7 @@ def deployment(home: Path) -> Deployment:
         with zipfile.ZipFile(egg) as packed:
             names = packed.namelist()
             entry_points = packed.read("EGG-INFO/entry_points.txt").decode()
-        result = Deployment(names, entry_points, built, upload(base, egg), {})
+        result = Deployment(names, entry_points, built, upload(base, egg), {}, egg_path=egg)
         result.spiders = call(base, "listspiders.json?project=crawler")
         with DemoServer() as site:
             for spider in ("cnbeta", "feeds"):
@@ -289,3 +290,22 @@ def test_scheduled_crawls_write_their_posts_into_output_dir(deployment: Deployme
     # Both crawls asked the demo server (and, by the guard, nothing else).
     assert any(path.startswith("/www.cnbeta.com.tw/") for path in deployment.served)
     assert "/www.theverge.com/rss/index.xml" in deployment.served
+
+
+def test_the_bundled_sources_load_from_inside_the_egg(deployment: Deployment) -> None:
+    # `scrapy crawl feeds` with no -a sources= under Scrapyd: crawler/sources.toml is in a zip.
+    code = "import crawler.sources as s; print(s.__file__); print(len(s.load_sources()))"
+    assert deployment.egg_path is not None
+    env = {**os.environ, "PYTHONPATH": str(deployment.egg_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=deployment.egg_path.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    where, count = done.stdout.split()
+    assert ".egg" in where
+    assert int(count) >= 10
