@@ -25,7 +25,7 @@ from crawler.items import Article
 from crawler.pipelines.dedup import DedupPipeline
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.pipelines.write import WritePipeline
-from crawler.settings import FALLBACK_IMAGE
+from crawler.settings import CLEAN_PROCESSES, FALLBACK_IMAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "fixtures" / "golden" / "cnbeta-2021-07-17.md"
@@ -56,7 +56,11 @@ def articles(count: int) -> list[Article]:
 
 def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
     crawler = get_crawler(
-        settings_dict={"OUTPUT_DIR": str(output), "FALLBACK_IMAGE": FALLBACK_IMAGE}
+        settings_dict={
+            "OUTPUT_DIR": str(output),
+            "FALLBACK_IMAGE": FALLBACK_IMAGE,
+            "CLEAN_PROCESSES": CLEAN_PROCESSES,  # as a crawl cleans
+        }
     )
     crawler.stats.open_spider()
     archive = ArchiveService(output, timedelta(hours=1))  # what EXTENSIONS builds in a crawl
@@ -86,6 +90,7 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
     began = time.perf_counter()
     asyncio.run(feed())
     elapsed = time.perf_counter() - began
+    pipelines[0].close_spider()  # type: ignore[attr-defined]
     archive.close()
     return elapsed, written
 

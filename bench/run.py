@@ -417,7 +417,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait()
-        table.add("durable_write_ceiling", durable_writes(tmp / "fsync"), "files/s", "12 KB")
+        ceiling = durable_writes(tmp / "fsync")
+        table.add("durable_write_ceiling", ceiling, "files/s", "12 KB")
+        from stages import pipelines_rate, stage_times
+
+        stage_n = min(args.articles, 1000)
+        for stage, micros in stage_times(stage_n, tmp / "stages").items():
+            table.add(f"stage_{stage}_us", micros, "us/article", f"{stage_n} articles, one thread")
+        rate = pipelines_rate(stage_n, tmp / "pipelines")
+        table.add("pipelines_rate", rate, "articles/s", "normalize+dedup+write, 32 in flight")
+        table.add("pipelines_vs_ceiling", rate / ceiling, "x", "of the durable-write ceiling")
         costs = {}
         for size in sizes:
             costs[size] = dedup_cost(tmp / f"dedup-{size}", size)
