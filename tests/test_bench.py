@@ -12,6 +12,11 @@ KEYS = {
     "server", "crawl_nopipe_s", "crawl_nopipe_rate", "crawl_full_s", "crawl_full_rate",
     "crawl_full_written", "crawl_ratio", "crawl_full_peak_rss", "rerun_s", "rerun_written",
     "rerun_speedup", "rerun_peak_rss", "durable_write_ceiling", "dedup_us_1000",
+    "crawl_nopipe_cpu_ms", "crawl_full_cpu_ms", "feedparser_rate", "feeds_crawl_s",
+    "feeds_written", "feeds_rate", "feeds_ratio", "feeds_peak_rss", "pipelines_rate",
+    "pipelines_vs_ceiling", *(f"stage_{s}_us" for s in (
+        "clean", "sanitize", "encode", "normalize_rest", "dedup", "validate", "write"
+    )),
 }  # fmt: skip
 
 
@@ -30,3 +35,6 @@ def test_smoke_run_reports_every_measurement(tmp_path: Path) -> None:
     assert results.keys() >= KEYS
     assert results["crawl_full_written"]["value"] == 200
     assert results["rerun_written"]["value"] == 0
+    # 5 feeds of 20 entries, every entry a post; every stage took some time.
+    assert results["feeds_written"]["value"] == 100
+    assert all(results[key]["value"] > 0 for key in KEYS if key.startswith("stage_"))
