@@ -50,6 +50,9 @@ ITEM_PIPELINES = {
 # that the crawl's own process keeps downloading and parsing on its core; 0: on a thread of
 # the crawl's process (one core in all).
 CLEAN_PROCESSES = 1
+# Items of one response taken through the pipelines at once. Scrapy starts this many tasks
+# for every response (its default, 100, costs more than the one article most pages give).
+CONCURRENT_ITEMS = 16
 # Dropped duplicates and bad articles are expected, not alarming: log them at INFO.
 DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
 # Log a dropped or scraped item as one short line, not the whole article.
