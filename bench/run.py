@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.articles, args.feeds, args.entries = 200, 5, 20
+        args.articles, args.feeds, args.entries = 60, 3, 10
     sizes = [1000] if args.smoke else [1000, 100_000]
     if args.large or args.dedup_max:
         sizes.append(1_000_000)
