@@ -40,7 +40,7 @@ from crawler.archive.files import (
 from crawler.archive.index import INDEX_FILE, read_index, rewrite_index
 from crawler.archive.lock import LOCK_FILE, ArchiveLock
 from crawler.archive.reindex import reindex
-from crawler.archive.service import ArchiveService
+from crawler.archive.service import ArchiveService, StoredPost
 from crawler.archive.state import STATE_FILE, ArchiveState, CorruptState, check_state
 from crawler.cli.main import main
 from crawler.cli.report import RUNS_FILE
@@ -115,7 +115,7 @@ def outside(tmp_path: Path) -> Path:
 def test_a_post_whose_index_append_failed_is_repaired_by_the_next_store(tmp_path: Path) -> None:
     service = ArchiveService(tmp_path, HOUR)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("crawler.archive.service.append_index", fail_with(errno.ENOSPC))
+        patch.setattr("crawler.archive.service.append_index_lines", fail_with(errno.ENOSPC))
         with pytest.raises(OSError) as failed:
             store(service, "Disk full")
     assert failed.value.errno == errno.ENOSPC
@@ -141,7 +141,7 @@ def test_a_post_whose_keys_were_not_committed_is_repaired(tmp_path: Path) -> Non
     transaction, as this exception does)."""
     service = ArchiveService(tmp_path, HOUR)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ArchiveState, "remember", fail_with(errno.EIO))
+        patch.setattr(ArchiveState, "remember_many", fail_with(errno.EIO))
         with pytest.raises(OSError):
             store(service, "No keys")
     service.close()
@@ -162,7 +162,7 @@ def test_a_state_that_cannot_be_written_is_a_failed_write_with_its_errno(tmp_pat
 
     service = ArchiveService(tmp_path, HOUR)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ArchiveState, "remember", remember)
+        patch.setattr(ArchiveState, "remember_many", remember)
         with pytest.raises(OSError) as failed:
             store(service, "Full state")
     service.close()
@@ -207,7 +207,7 @@ try:
 except OSError as error:
     print("full:", errno.errorcode[error.errno], flush=True)
 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-module.append_index = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # kill -9 here
+module.append_index_lines = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # kill -9 here
 t.store(service, "Killed")
 print("still alive", flush=True)
 """
@@ -606,3 +606,58 @@ def fail_with(code: int) -> Any:
         raise OSError(code, os.strerror(code))
 
     return fail
+
+
+# --- a batch of posts (the writer's group commit) -------------------------------------------
+
+
+def batch_post(title: str) -> tuple[bytes, dict[str, Any]]:
+    url = f"https://e.com/{title.replace(' ', '-')}"
+    title_key, url_key = story_keys(title, PUBLISHED, url, has_own_url=True)
+    index = {"title": title, "date": http_date(PUBLISHED), "url": url, "source": "e",
+             "categories": []}  # fmt: skip
+    fields = {"published": PUBLISHED, "title_key": title_key, "url_key": url_key, "index": index}
+    return post_bytes(title), fields
+
+
+def test_one_bad_post_of_a_batch_fails_alone(tmp_path: Path, outside: Path) -> None:
+    service = ArchiveService(tmp_path, HOUR)
+    store(service, "Seed")  # makes the month folder
+    (relpath,) = post_files(tmp_path)
+    planted = batch_post("Planted")
+    target = tmp_path / relpath.rsplit("/", 1)[0] / service_relpath_name(planted)
+    target.symlink_to(outside / "victim.txt")
+    results = service.store_posts([batch_post("First"), planted, batch_post("Third")])
+    service.close()
+    assert isinstance(results[1], OSError)  # the symlink, refused
+    assert [r.written for r in (results[0], results[2])] == [True, True]  # type: ignore[union-attr]
+    assert (outside / "victim.txt").read_bytes() == b"not the archive's\n"
+    assert set(index_paths(tmp_path)) == {relpath, results[0].relpath, results[2].relpath}  # type: ignore[union-attr]
+    assert knows(tmp_path, "First") and knows(tmp_path, "Third") and not knows(tmp_path, "Planted")
+
+
+def test_the_same_story_twice_in_a_batch_is_written_once(tmp_path: Path) -> None:
+    service = ArchiveService(tmp_path, HOUR)
+    first, again = service.store_posts([batch_post("Twice"), batch_post("Twice")])
+    service.close()
+    assert isinstance(first, StoredPost) and isinstance(again, StoredPost)
+    assert (first.written, again.written, again.relpath) == (True, False, first.relpath)
+    assert index_paths(tmp_path) == [first.relpath] and knows(tmp_path, "Twice")
+
+
+def test_a_failed_index_append_fails_every_post_of_the_batch(tmp_path: Path) -> None:
+    service = ArchiveService(tmp_path, HOUR)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("crawler.archive.service.append_index_lines", fail_with(errno.ENOSPC))
+        results = service.store_posts([batch_post("A"), batch_post("B")])
+    service.close()
+    assert all(isinstance(r, OSError) and r.errno == errno.ENOSPC for r in results)
+    assert len(post_files(tmp_path)) == 2  # on disk, repaired by the next run that meets them
+    assert not knows(tmp_path, "A") and not knows(tmp_path, "B")
+
+
+def service_relpath_name(post: tuple[bytes, dict[str, Any]]) -> str:
+    fields = post[1]
+    return post_relpath(
+        fields["index"]["title"], fields["published"], key_digest(fields["title_key"])
+    ).rsplit("/", 1)[1]

@@ -84,13 +84,13 @@ async def test_posts_stored_on_the_writer_thread_while_the_crawl_thread_records(
     service = ArchiveService(tmp_path, timedelta(hours=1))
     data = b"\n---\ntitle: 'x'\ndate: Sat, 17 Jul 2021 14:35:32 GMT\n---\n"
     writers: set[str] = set()
-    real_store = service.store_post
+    real_store = service.store_posts
 
     def recording_store(*args: object, **kwargs: object) -> object:
         writers.add(threading.current_thread().name)
         return real_store(*args, **kwargs)  # type: ignore[arg-type]
 
-    service.store_post = recording_store  # type: ignore[method-assign]
+    service.store_posts = recording_store  # type: ignore[method-assign]
 
     async def crawl() -> list[str]:
         stores = []

@@ -144,7 +144,9 @@ def open_file(
     return fd
 
 
-def write_atomically(target: Path, data: bytes, *, root: Path | None = None) -> bool:
+def write_atomically(
+    target: Path, data: bytes, *, root: Path | None = None, sync_folder: bool = True
+) -> bool:
     """Write ``data`` to ``target`` through a hidden temporary file, fsync and link into place.
 
     Never replaces an existing post: returns False (and writes nothing) when ``target`` is
@@ -152,18 +154,30 @@ def write_atomically(target: Path, data: bytes, *, root: Path | None = None) -> 
     anything else is an OSError. The folders from ``root`` (default: the target's folder) down
     to the target are created as needed and never followed through a symlink. The temporary
     file has an unpredictable name (``.<name>.<random>.tmp``) and is created with ``O_EXCL``;
-    a crash leaves at most such a file, never a half-written post.
+    a crash leaves at most such a file, never a half-written post. Without ``sync_folder``
+    the folder is not fsynced: the caller does it (:func:`fsync_folder`, once for a batch of
+    posts) before it counts the post as stored.
     """
     root = target.parent if root is None else root
     parts = target.parent.relative_to(root).parts
     folder = open_folder(root, parts, create=True)
     try:
-        return _write_new(folder, target.name, data, target)
+        return _write_new(folder, target.name, data, target, sync_folder=sync_folder)
     finally:
         os.close(folder)
 
 
-def _write_new(folder: int, name: str, data: bytes, shown: Path) -> bool:
+def fsync_folder(root: Path, folder: Path) -> None:
+    """fsync ``folder`` (inside ``root``, opened without following a symlink), so that the
+    names linked into it survive a crash."""
+    fd = open_folder(root, folder.relative_to(root).parts)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(folder: int, name: str, data: bytes, shown: Path, *, sync_folder: bool) -> bool:
     if _existing(folder, name, shown):
         return False
     temporary, fd = _create_temporary(folder, name, shown)
@@ -189,7 +203,8 @@ def _write_new(folder: int, name: str, data: bytes, shown: Path) -> bool:
             os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
     finally:
         unlink_in(folder, temporary)
-    os.fsync(folder)
+    if sync_folder:
+        os.fsync(folder)
     return True
 
 

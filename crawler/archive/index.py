@@ -63,6 +63,13 @@ def append_index(output_dir: Path, entry: dict[str, Any]) -> None:
     append_line(output_dir / INDEX_FILE, _line(entry))
 
 
+def append_index_lines(output_dir: Path, entries: Iterable[dict[str, Any]]) -> None:
+    """Several index lines in one append (one write of whole lines)."""
+    lines = b"".join(_line(entry) for entry in entries)
+    if lines:
+        append_line(output_dir / INDEX_FILE, lines)
+
+
 def read_index(output_dir: Path) -> dict[str, dict[str, Any]]:
     """The index's entries by path (the last line for a path wins).
 

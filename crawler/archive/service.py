@@ -21,10 +21,10 @@ posts that are not in the index says so when it ends (``reindex`` indexes them).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,13 +37,14 @@ from scrapy.utils.conf import build_component_list
 from scrapy.utils.misc import load_object
 
 from crawler.archive.files import (
+    fsync_folder,
     post_entries,
     post_relpath,
     read_post,
     resolve_inside,
     write_atomically,
 )
-from crawler.archive.index import INDEX_FILE, append_index, index_entry, read_index
+from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, read_index
 from crawler.archive.state import KEY_VERSION, ArchiveState, as_os_error, check_state
 from crawler.post.keys import key_digest, listing_keys, url_key
 
@@ -81,6 +82,10 @@ class ArchiveService:
         # that the crawl's thread never waits for the disk. One: posts are stored in the
         # order they are handed over, and no two state transactions meet.
         self._writer: ThreadPoolExecutor | None = None
+        # Posts handed to the writer and not taken yet, and whether a batch is due.
+        self._pending: list[tuple[bytes, dict[str, Any], Future[StoredPost]]] = []
+        self._pending_lock = threading.Lock()
+        self._drain_scheduled = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -251,6 +256,22 @@ class ArchiveService:
         RuntimeError in read-only mode (a crawl with the write pipeline is never read-only,
         except with DRY_RUN, whose harvest leaves the write pipeline out).
         """
+        (result,) = self.store_posts(
+            [(data, {"published": published, "title_key": title_key, "url_key": url_key,
+                     "index": index})]
+        )  # fmt: skip
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def store_posts(
+        self, posts: list[tuple[bytes, dict[str, Any]]]
+    ) -> list[StoredPost | BaseException]:
+        """:meth:`store_post` for a batch of ``(data, fields)``, one result (or the error
+        that post met) each, in order. A group commit: every new file is written and fsynced,
+        then each folder they went to is fsynced once, then their index lines are appended in
+        one write, then their keys are recorded in one transaction. The file-index-keys order
+        of every post holds, so a stop anywhere in between is repaired as for one post."""
         if self.read_only:
             raise RuntimeError(
                 f"read-only archive {self.output_dir} (DRY_RUN or no write pipeline): "
@@ -258,53 +279,171 @@ class ArchiveService:
                 "ITEM_PIPELINES in a dry run"
             )
         self._stored_any = True
-        relpath = post_relpath(index["title"], published, key_digest(title_key))
         root = self.output_dir.resolve()
-        written = write_atomically(resolve_inside(root, relpath), data, root=root)
-        repaired: list[str] = []
-        if written:
-            self._append_index(relpath, url_key, data, index)
-        elif relpath not in self._indexed_paths():
-            self._append_index(relpath, url_key, read_post(root, relpath), index)
-            repaired.append("index line")
+        results: list[StoredPost | BaseException | None] = [None] * len(posts)
+        staged = self._write_files(root, posts, results)
+        live = [post for post in staged if results[post.position] is None]
+        lines = self._index_lines(root, live)
+        try:
+            append_index_lines(self.output_dir, (line for line in lines if line is not None))
+        except OSError as error:
+            return _failed(results, live, error)
+        if self._indexed is not None:
+            self._indexed.update(post.relpath for post in live)
         state = self.state
         try:
-            added = state.remember(relpath, title_key, url_key)
+            added = state.remember_many([(p.relpath, p.title_key, p.url_key) for p in live])
         except sqlite3.Error as error:
-            raise as_os_error(error, state.path) from error
-        if added and not written:
-            repaired.append("keys")
-        if repaired:
-            logger.warning(
-                "repaired %s: its %s recorded (an earlier run stopped before)",
-                relpath, " and ".join(repaired),
-            )  # fmt: skip
-            if self.stats is not None:
-                self.stats.inc_value("write/repaired")
-        return StoredPost(relpath, written, bool(repaired))
+            return _failed(results, live, as_os_error(error, state.path))
+        for post, line, keys_added in zip(live, lines, added, strict=True):
+            repaired = []
+            if line is not None and not post.written:
+                repaired.append("index line")
+            if keys_added and not post.written:
+                repaired.append("keys")
+            if repaired:
+                logger.warning(
+                    "repaired %s: its %s recorded (an earlier run stopped before)",
+                    post.relpath, " and ".join(repaired),
+                )  # fmt: skip
+                if self.stats is not None:
+                    self.stats.inc_value("write/repaired")
+            results[post.position] = StoredPost(post.relpath, post.written, bool(repaired))
+        for position, result in enumerate(results):
+            if result is None:  # the same story twice in the batch: as its first
+                first = next(p for p in staged if p.relpath == _relpath_of(posts[position]))
+                done = results[first.position]
+                results[position] = (
+                    done if isinstance(done, BaseException) else StoredPost(first.relpath, False)
+                )
+        return [result for result in results if result is not None]
+
+    def _write_files(
+        self,
+        root: Path,
+        posts: list[tuple[bytes, dict[str, Any]]],
+        results: list[StoredPost | BaseException | None],
+    ) -> list[_StagedPost]:
+        """Each post's file written (not its folder fsynced), then each folder fsynced once;
+        a post whose file or folder failed gets its error in ``results``."""
+        staged: list[_StagedPost] = []
+        seen: set[str] = set()
+        folders: dict[Path, list[_StagedPost]] = {}
+        for position, (data, fields) in enumerate(posts):
+            try:
+                relpath = _relpath_of((data, fields))
+                if relpath in seen:
+                    continue  # resolved with its first copy
+                target = resolve_inside(root, relpath)
+                written = write_atomically(target, data, root=root, sync_folder=False)
+            except Exception as error:  # handed to this post's caller, not swallowed
+                results[position] = error
+                continue
+            seen.add(relpath)
+            post = _StagedPost(position, relpath, written, data, fields)
+            staged.append(post)
+            if written:
+                folders.setdefault(target.parent, []).append(post)
+        for folder, written in folders.items():
+            try:
+                fsync_folder(root, folder)
+            except OSError as error:
+                _failed(results, written, error)
+        return staged
+
+    def _index_lines(self, root: Path, posts: list[_StagedPost]) -> list[dict[str, Any] | None]:
+        """Each post's index line: a new file's, or the missing line of one already on disk
+        (None when the index has it)."""
+        lines: list[dict[str, Any] | None] = []
+        for post in posts:
+            index = post.fields["index"]
+            if post.written:
+                data = post.data
+            elif post.relpath not in self._indexed_paths():
+                data = read_post(root, post.relpath)
+            else:
+                lines.append(None)
+                continue
+            lines.append(
+                index_entry(path=post.relpath, canonical_url=post.url_key, data=data, **index)
+            )
+        return lines
 
     async def store_post_in_writer(self, data: bytes, **fields: Any) -> StoredPost:
         """:meth:`store_post` on the archive's writer thread, awaited (same arguments, same
-        result and errors), so that the reactor goes on downloading while the disk syncs."""
+        result and errors), so that the reactor goes on downloading while the disk syncs.
+        The posts handed over while the writer is busy are stored together, as one batch
+        (:meth:`store_posts`)."""
         self.state  # noqa: B018 -- opened (and re-keyed) here, on the crawl's own thread
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
-        job = self._writer.submit(functools.partial(self.store_post, data, **fields))
-        return await asyncio.wrap_future(job)
+        done: Future[StoredPost] = Future()
+        with self._pending_lock:
+            self._pending.append((data, fields, done))
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="archive-writer"
+                    )
+                self._writer.submit(self._store_pending)
+        return await asyncio.wrap_future(done)
+
+    def _store_pending(self) -> None:
+        """On the writer thread: store every post handed over so far, as one batch."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._drain_scheduled = False
+        try:
+            results = self.store_posts([(data, fields) for data, fields, _ in batch])
+        except Exception as error:  # each waiting store gets it
+            results = [error] * len(batch)
+        for (_, _, done), result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
 
     def _indexed_paths(self) -> set[str]:
         if self._indexed is None:
             self._indexed = set(read_index(self.output_dir))
         return self._indexed
 
-    def _append_index(
-        self, relpath: str, url_key: str | None, data: bytes, index: dict[str, Any]
-    ) -> None:
-        append_index(
-            self.output_dir, index_entry(path=relpath, canonical_url=url_key, data=data, **index)
-        )
-        if self._indexed is not None:
-            self._indexed.add(relpath)
+
+@dataclass
+class _StagedPost:
+    """A post of a batch whose file is in place (``written``: by this batch)."""
+
+    position: int
+    relpath: str
+    written: bool
+    data: bytes
+    fields: dict[str, Any]
+
+    @property
+    def title_key(self) -> str:
+        return self.fields["title_key"]
+
+    @property
+    def url_key(self) -> str | None:
+        return self.fields["url_key"]
+
+
+def _relpath_of(post: tuple[bytes, dict[str, Any]]) -> str:
+    fields = post[1]
+    return post_relpath(
+        fields["index"]["title"], fields["published"], key_digest(fields["title_key"])
+    )
+
+
+def _failed(
+    results: list[StoredPost | BaseException | None],
+    posts: list[_StagedPost],
+    error: BaseException,
+) -> list[StoredPost | BaseException]:
+    """``error`` for each of ``posts`` not failed yet; ``results`` (for an early return)."""
+    for post in posts:
+        if results[post.position] is None:
+            results[post.position] = error
+    return [r if r is not None else error for r in results]
 
 
 def writes_posts(settings: Any) -> bool:

@@ -241,6 +241,26 @@ class ArchiveState:
         return max(cursor.rowcount, 0)
 
     @_serialized
+    def remember_many(self, posts: list[tuple[str, str, str | None]]) -> list[int]:
+        """:meth:`remember` for several ``(path, title_key, url_key)`` in one transaction;
+        for each, how many of its keys were not recorded yet."""
+        now = _now()
+        added: list[int] = []
+        with self._transaction():
+            for path, title_key, url_key in posts:
+                rows = [("title", title_key, path, now)]
+                if url_key is not None:
+                    rows.append(("url", url_key, path, now))
+                before = self._db.total_changes
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO story_keys (kind, key, path, archived_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+                added.append(self._db.total_changes - before)
+        return added
+
+    @_serialized
     def replace_story_keys(self, rows: list[tuple[str, str, str]], key_version: int) -> None:
         """Replace every dedup key with ``(kind, key, path)`` rows, in one transaction."""
         now = _now()
