@@ -305,7 +305,13 @@ class ArchiveState:
 
     @_serialized
     def forget_failure(self, url_key: str) -> None:
-        self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
+        # Looked up first: nearly every page never failed, and a read takes no write lock
+        # (the writer thread's key transactions go on meanwhile) and writes nothing to the WAL.
+        found = self._db.execute(
+            "SELECT 1 FROM fetch_failures WHERE url_key = ?", (url_key,)
+        ).fetchone()
+        if found:
+            self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
 
     # --- feeds' conditional GET ---------------------------------------------------------------
 
