@@ -1,8 +1,10 @@
 """One benchmark of the harvester: a synthetic cnBeta-shaped site on loopback, crawled as a
 user crawls it (subprocesses), plus the durable-write ceiling and the dedup cost.
 
-Usage: ``python bench/run.py [--articles N] [--feeds N] [--entries M] [--large] [--smoke]
-[--output PATH]``.
+Usage: ``python bench/run.py [--articles N] [--feeds N] [--entries M] [--large]
+[--large-sizes 10000,100000] [--smoke] [--output PATH]``. ``--large`` adds a full crawl of a
+fresh site of each large size (its peak RSS), ``reindex`` of the largest archive and the dedup
+cost at 1M keys.
 Prints one table and writes bench/results.json (not committed).
 """
 
@@ -325,6 +327,36 @@ def dedup_cost(folder: Path, size: int, ops: int = 2000) -> float:
     return elapsed / ops * 1e6
 
 
+# --- 5. large runs: memory as the archive grows, reindex -----------------------------------
+
+
+def large_runs(table: Table, tmp: Path, sizes: list[int]) -> None:
+    """A full cnbeta crawl of a fresh site of each size (peak RSS must not grow with it),
+    then ``reindex`` of the largest archive."""
+    out = tmp
+    for size in sizes:
+        home = tmp / f"large-{size}"
+        home.mkdir()
+        pages = build_site(home / "site", size)
+        server, base, _kind = start_server(home / "site", home, free_port())
+        try:
+            out = home / "out"
+            seconds, rss, rc = crawl(
+                "cnbeta", out, home / "crawl.log", "-a", f"base_url={base}", "-a", f"pages={pages}"
+            )
+        finally:
+            server.terminate()
+            server.wait()
+        table.add(f"large_{size}_crawl_s", seconds, "s", f"exit {rc}, {posts(out)} of {size}")
+        table.add(f"large_{size}_peak_rss", rss, "MiB")
+        shutil.rmtree(home / "site")
+    seconds, rss, rc = timed(
+        [sys.executable, "-m", "crawler", "reindex", str(out)], tmp / "reindex.log"
+    )
+    table.add("reindex_s", seconds, "s", f"exit {rc}, {posts(out)} posts")
+    table.add("reindex_peak_rss", rss, "MiB")
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -354,13 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--articles", type=int, default=2000)
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--entries", type=int, default=50)
-    parser.add_argument("--large", action="store_true")
+    parser.add_argument(
+        "--large", action="store_true", help="crawls of 10k and 100k articles, reindex, 1M keys"
+    )
+    parser.add_argument("--large-sizes", default="10000,100000", help="articles per large run")
     parser.add_argument("--dedup-max", action="store_true", help="add the 1M-key dedup size")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a test)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
     if args.smoke:
         args.articles, args.feeds, args.entries = 60, 3, 10
+        args.large_sizes = "30"
     sizes = [1000] if args.smoke else [1000, 100_000]
     if args.large or args.dedup_max:
         sizes.append(1_000_000)
@@ -427,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             table.add(f"dedup_us_{size}", costs[size], "us/op", f"{size} keys stored")
         if 1_000_000 in costs:
             table.add("dedup_ratio_1m_1k", costs[1_000_000] / costs[1000], "x")
+        if args.large or args.smoke:
+            large_runs(table, tmp, [int(size) for size in args.large_sizes.split(",")])
     table.print()
     args.output.write_text(json.dumps(table.json(), ensure_ascii=False, indent=2) + "\n")
     return 0

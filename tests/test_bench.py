@@ -17,7 +17,8 @@ KEYS = {
     "rerun_speedup", "rerun_peak_rss", "durable_write_ceiling", "dedup_us_1000",
     "crawl_nopipe_cpu_ms", "crawl_full_cpu_ms", "feedparser_rate", "feeds_crawl_s",
     "feeds_written", "feeds_rate", "feeds_ratio", "feeds_peak_rss", "pipelines_rate",
-    "pipelines_vs_ceiling", *(f"stage_{s}_us" for s in (
+    "pipelines_vs_ceiling", "large_30_crawl_s", "large_30_peak_rss", "reindex_s",
+    "reindex_peak_rss", *(f"stage_{s}_us" for s in (
         "clean", "sanitize", "encode", "normalize_rest", "dedup", "validate", "write"
     )),
 }  # fmt: skip
@@ -50,3 +51,6 @@ def test_smoke_run_reports_every_measurement(
     # 3 feeds of 10 entries, every entry a post; every stage took some time.
     assert results["feeds_written"]["value"] == 30
     assert all(results[key]["value"] > 0 for key in KEYS if key.startswith("stage_"))
+    # The large run's one size (30 articles at smoke size), then reindex of that archive.
+    assert results["large_30_crawl_s"]["note"] == "exit 0, 30 of 30"
+    assert results["reindex_s"]["note"] == "exit 0, 30 posts"
