@@ -265,18 +265,46 @@ FAST = (
 
 CPU_SECONDS: dict[Path, float] = {}  # log path -> CPU seconds of that crawl (with its workers)
 
+# Runs each measured command and reports its wait4() figures. Linux carries a parent's peak
+# RSS into a child it forks (exec records the forked copy's high-water mark), so a crawl
+# started by this process after it held a 1M-key state would report this process's peak, not
+# its own: commands are started by this small process, itself started before anything large.
+SPAWNER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    began = time.perf_counter()
+    with open(job["log"], "wb") as out:
+        proc = subprocess.Popen(job["cmd"], cwd=job["cwd"], stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    print(json.dumps({
+        "seconds": time.perf_counter() - began, "rss_kib": usage.ru_maxrss,
+        "rc": os.waitstatus_to_exitcode(status), "cpu": usage.ru_utime + usage.ru_stime,
+    }), flush=True)
+"""
+_spawner: subprocess.Popen[str] | None = None
+
+
+def start_spawner() -> None:
+    """Start the process that runs measured commands (at start-up, while this one is small)."""
+    global _spawner
+    _spawner = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
 
 def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
     """Seconds, peak RSS (MiB) and exit status of a child process."""
-    began = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    if _spawner is None:
+        start_spawner()
+    assert _spawner is not None and _spawner.stdin is not None and _spawner.stdout is not None
+    _spawner.stdin.write(json.dumps({"cmd": cmd, "log": str(log), "cwd": str(ROOT)}) + "\n")
+    _spawner.stdin.flush()
+    done = json.loads(_spawner.stdout.readline())
     # User + system time of the crawl and the children it waited for (the cleaning worker):
     # what the crawl costs, less sensitive than wall time to what else the machine runs.
-    CPU_SECONDS[log] = usage.ru_utime + usage.ru_stime
-    return time.perf_counter() - began, usage.ru_maxrss / 1024, proc.returncode
+    CPU_SECONDS[log] = done["cpu"]
+    return done["seconds"], done["rss_kib"] / 1024, done["rc"]
 
 
 def crawl(spider: str, output: Path, log: Path, *args: str) -> tuple[float, float, int]:
@@ -400,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [1000] if args.smoke else [1000, 100_000]
     if args.large or args.dedup_max:
         sizes.append(1_000_000)
+    start_spawner()
     table = Table()
     with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "bench") as name:
         tmp = Path(name)
