@@ -60,7 +60,7 @@ def _line(entry: dict[str, Any]) -> bytes:
 
 
 def append_index(output_dir: Path, entry: dict[str, Any]) -> None:
-    append_line(output_dir / INDEX_FILE, _line(entry))
+    append_index_lines(output_dir, [entry])
 
 
 def append_index_lines(output_dir: Path, entries: Iterable[dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -309,12 +309,11 @@ class ArchiveService:
                 if self.stats is not None:
                     self.stats.inc_value("write/repaired")
             results[post.position] = StoredPost(post.relpath, post.written, bool(repaired))
-        for position, result in enumerate(results):
-            if result is None:  # the same story twice in the batch: as its first
-                first = next(p for p in staged if p.relpath == _relpath_of(posts[position]))
-                done = results[first.position]
+        for post in staged:  # the same story again in the batch: as its first copy
+            done = results[post.position]
+            for position in post.copies:
                 results[position] = (
-                    done if isinstance(done, BaseException) else StoredPost(first.relpath, False)
+                    done if isinstance(done, BaseException) else StoredPost(post.relpath, False)
                 )
         return [result for result in results if result is not None]
 
@@ -326,22 +325,22 @@ class ArchiveService:
     ) -> list[_StagedPost]:
         """Each post's file written (not its folder fsynced), then each folder fsynced once;
         a post whose file or folder failed gets its error in ``results``."""
-        staged: list[_StagedPost] = []
-        seen: set[str] = set()
+        staged: dict[str, _StagedPost] = {}  # by relpath
         folders: dict[Path, list[_StagedPost]] = {}
         for position, (data, fields) in enumerate(posts):
             try:
-                relpath = _relpath_of((data, fields))
-                if relpath in seen:
-                    continue  # resolved with its first copy
+                relpath = post_relpath(
+                    fields["index"]["title"], fields["published"], key_digest(fields["title_key"])
+                )
+                if relpath in staged:
+                    staged[relpath].copies.append(position)  # resolved with its first copy
+                    continue
                 target = resolve_inside(root, relpath)
                 written = write_atomically(target, data, root=root, sync_folder=False)
             except Exception as error:  # handed to this post's caller, not swallowed
                 results[position] = error
                 continue
-            seen.add(relpath)
-            post = _StagedPost(position, relpath, written, data, fields)
-            staged.append(post)
+            post = staged[relpath] = _StagedPost(position, relpath, written, data, fields)
             if written:
                 folders.setdefault(target.parent, []).append(post)
         for folder, written in folders.items():
@@ -349,7 +348,7 @@ class ArchiveService:
                 fsync_folder(root, folder)
             except OSError as error:
                 _failed(results, written, error)
-        return staged
+        return list(staged.values())
 
     def _index_lines(self, root: Path, posts: list[_StagedPost]) -> list[dict[str, Any] | None]:
         """Each post's index line: a new file's, or the missing line of one already on disk
@@ -417,6 +416,7 @@ class _StagedPost:
     written: bool
     data: bytes
     fields: dict[str, Any]
+    copies: list[int] = field(default_factory=list)  # later positions of the same story
 
     @property
     def title_key(self) -> str:
@@ -425,13 +425,6 @@ class _StagedPost:
     @property
     def url_key(self) -> str | None:
         return self.fields["url_key"]
-
-
-def _relpath_of(post: tuple[bytes, dict[str, Any]]) -> str:
-    fields = post[1]
-    return post_relpath(
-        fields["index"]["title"], fields["published"], key_digest(fields["title_key"])
-    )
 
 
 def _failed(

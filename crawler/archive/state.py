@@ -225,20 +225,9 @@ class ArchiveState:
         """How many posts have keys recorded."""
         return int(self._db.execute("SELECT COUNT(DISTINCT path) FROM story_keys").fetchone()[0])
 
-    @_serialized
     def remember(self, path: str, title_key: str, url_key: str | None) -> int:
         """Record a written post's keys in one transaction; how many were not recorded yet."""
-        now = _now()
-        rows = [("title", title_key, path, now)]
-        if url_key is not None:
-            rows.append(("url", url_key, path, now))
-        with self._transaction():
-            cursor = self._db.executemany(
-                "INSERT OR IGNORE INTO story_keys (kind, key, path, archived_at)"
-                " VALUES (?, ?, ?, ?)",
-                rows,
-            )
-        return max(cursor.rowcount, 0)
+        return self.remember_many([(path, title_key, url_key)])[0]
 
     @_serialized
     def remember_many(self, posts: list[tuple[str, str, str | None]]) -> list[int]:
