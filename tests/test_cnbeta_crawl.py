@@ -173,6 +173,26 @@ def test_only_the_main_list_is_followed_and_no_page_twice(first_run: CrawlResult
 
 
 @pytest_twisted.ensureDeferred
+async def test_each_list_page_is_asked_for_after_the_articles_it_lists(
+    site: HTTPServer, tmp_path: Path
+) -> None:
+    """Streaming: a JSON page's articles are requested as it is parsed, ahead of the next
+    page, so the queue holds one page of articles, never the whole list; the home page's bare
+    links go last, only those no JSON entry listed. One request at a time, so the server
+    sees the order the scheduler hands them out."""
+    run = await crawl_site(site, tmp_path / "archive", {"CONCURRENT_REQUESTS": 1})
+    assert run.returncode == 0, run.log
+    paths = run.requested
+    page = {n: paths.index(next(p for p in paths if f"page={n}&" in p)) for n in (1, 2, 3)}
+    first_asked = {p: paths.index(p) for p in paths if p.startswith("/articles/")}
+    page_one = [f"/articles/tech/{n}.htm" for n in range(1153343, 1153349)]
+    assert all(page[1] < first_asked[p] < page[2] for p in page_one)
+    home_only = ["/articles/tech/1153350.htm", "/articles/tech/1153351.htm"]
+    assert all(first_asked[p] > page[3] for p in home_only)
+    assert len(run.posts()) == len(EXPECTED)
+
+
+@pytest_twisted.ensureDeferred
 async def test_second_run_writes_nothing_and_fetches_no_article(
     first_run: CrawlResult, site: HTTPServer, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -286,15 +286,18 @@ class SiteSpider(HarvestSpider):
     # --- article pages --------------------------------------------------------------------
 
     def article_requests(
-        self, listings: list[Listing], callback: Callable[..., Any]
+        self, listings: Iterable[Listing], callback: Callable[..., Any]
     ) -> Iterator[scrapy.Request]:
-        """One request per listed article the archive neither holds nor waits on."""
-        self.stat("seen", len(listings))
+        """One request per listed article the archive neither holds nor waits on.
+
+        May be called once per list page: a URL listed twice in the crawl (two lists, two
+        sitemaps) is counted in ``seen`` and asked for once.
+        """
+        new = [listing for listing in listings if listing.url not in self.requested]
+        self.requested.update(listing.url for listing in new)
+        self.stat("seen", len(new))
         skipped = 0
-        for listing in listings:
-            if listing.url in self.requested:  # listed twice (two lists, two sitemaps)
-                continue
-            self.requested.add(listing.url)
+        for listing in new:
             if not self.crawler.crawling:  # stopping (a signal): request no more
                 break
             if self.archive.is_archived(listing.title, listing.published, listing.url):
@@ -315,9 +318,9 @@ class SiteSpider(HarvestSpider):
                 # redirect loop (no callback, no errback): let it end in an error we count.
                 dont_filter=True,
             )
-        self.logger.info(
-            "source %s: %d articles listed, %d already archived",
-            self.source.name, len(listings), skipped,
+        self.logger.debug(
+            "source %s: %d new articles listed, %d already archived",
+            self.source.name, len(new), skipped,
         )  # fmt: skip
 
     def article_failed(self, failure: Failure) -> None:

@@ -67,7 +67,10 @@ class CnbetaSpider(SiteSpider):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.listed: dict[str, Listing] = {}  # canonical article URL -> listing, in list order
+        # The home page's links wait until the JSON list has been read: its entries (with
+        # title, time and thumbnail) are asked for as each page arrives, and a home link
+        # only where no entry listed it. Streaming keeps the queue at one page's articles.
+        self.home_links: dict[str, Listing] = {}  # canonical article URL -> bare listing
 
     async def start(self) -> AsyncIterator[Any]:
         yield scrapy.Request(
@@ -84,14 +87,16 @@ class CnbetaSpider(SiteSpider):
             self.source_failed(self.source.name, "home page is not HTML: %s", response.url)
             return
         for href in response.css("div.items-area > div.item > dl > dt > a::attr(href)").getall():
-            self._add_listing(href, None)
-        self.stat("listed_home", len(self.listed))
-        if not self.listed:  # the home page always lists articles: its markup changed
+            canonical = self._canonical(href)
+            if canonical is not None:
+                self.home_links.setdefault(canonical, Listing(url=canonical))
+        self.stat("listed_home", len(self.home_links))
+        if not self.home_links:  # the home page always lists articles: its markup changed
             layout_changed(self.crawler.stats, self.source.name, "list", response.url)
             self.problem("home_without_list", "no article list on the home page %s", response.url)
         token = response.css('meta[name="csrf-token"]::attr(content)').get()
         if not self.pages:
-            yield from self._article_requests()
+            yield from self._home_link_requests()
             return
         if not token:  # a saved copy may still answer; the live site would refuse the list
             self.problem("no_csrf_token", "home page has no csrf-token; asking without")
@@ -110,17 +115,23 @@ class CnbetaSpider(SiteSpider):
             errback=self.more_failed,
             headers={"X-Requested-With": "XMLHttpRequest", "Accept": "application/json"},
             cb_kwargs={"page": page, "token": token},
+            # After the articles already listed: the queue holds one page of them, not the
+            # whole list (100k Requests at once were most of a large crawl's memory).
+            priority=-1,
         )
 
     def parse_more(self, response: Response, page: int, token: str) -> Iterator[scrapy.Request]:
         entries = self._json_list(response, page)
         if entries is not None and not entries:
             self.logger.info("JSON list page %d is empty: the list ends here", page)
-            yield from self._article_requests()
+            yield from self._home_link_requests()
             return
+        listings = {}
         for entry in entries or []:
-            if isinstance(entry, dict):
-                self._add_listing(entry.get("url_show"), entry)
+            canonical = self._canonical(entry.get("url_show") if isinstance(entry, dict) else None)
+            if canonical is not None:
+                listings.setdefault(canonical, _listing_from_json(canonical, entry))
+        yield from self.article_requests(listings.values(), self.parse_article)
         yield from self._next_page_or_articles(page, token)
 
     def more_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
@@ -132,7 +143,7 @@ class CnbetaSpider(SiteSpider):
         if page < self.pages:
             yield self._more_request(page + 1, token)
         else:
-            yield from self._article_requests()
+            yield from self._home_link_requests()
 
     def _json_list(self, response: Response, page: int) -> list[Any] | None:
         """The entries of a JSON list page; None (logged and counted) when it has none to give."""
@@ -157,18 +168,15 @@ class CnbetaSpider(SiteSpider):
             return None
         return entries
 
-    def _add_listing(self, href: object, entry: dict[str, Any] | None) -> None:
+    def _canonical(self, href: object) -> str | None:
         canonical = canonical_article_url(href)
         if canonical is None:
             self.stat("link_skipped_off_site")
-            return
-        if entry is not None:  # JSON entries (title, time, thumbnail) beat home links
-            self.listed[canonical] = _listing_from_json(canonical, entry)
-        else:
-            self.listed.setdefault(canonical, Listing(url=canonical))
+        return canonical
 
-    def _article_requests(self) -> Iterator[scrapy.Request]:
-        return self.article_requests(list(self.listed.values()), self.parse_article)
+    def _home_link_requests(self) -> Iterator[scrapy.Request]:
+        """The home page's links no JSON entry listed (the list ended or failed)."""
+        return self.article_requests(list(self.home_links.values()), self.parse_article)
 
     # --- the articles --------------------------------------------------------------------
 
