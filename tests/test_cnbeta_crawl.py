@@ -360,3 +360,14 @@ def test_cnbeta_links_of_every_host_map_to_the_canonical_site(href, canonical) -
     from crawler.spiders.cnbeta import canonical_article_url
 
     assert canonical_article_url(href) == canonical
+
+
+def test_dedup_holds_no_keys_once_the_crawl_is_done(first_run: CrawlResult) -> None:
+    """Its run memory is the items in flight: written posts' keys are the archive's."""
+    from crawler.pipelines.dedup import DedupPipeline
+
+    assert first_run.crawler is not None and first_run.crawler.engine is not None
+    pipelines = first_run.crawler.engine.scraper.itemproc.middlewares
+    (dedup,) = [p for p in pipelines if isinstance(p, DedupPipeline)]
+    assert first_run.stat("item_scraped_count") == len(EXPECTED)
+    assert dedup.in_flight == {} and dedup.passed == set()

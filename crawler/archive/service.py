@@ -44,7 +44,7 @@ from crawler.archive.files import (
     resolve_inside,
     write_atomically,
 )
-from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, read_index
+from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, indexed_paths
 from crawler.archive.state import KEY_VERSION, ArchiveState, as_os_error, check_state
 from crawler.post.keys import key_digest, listing_keys, url_key
 
@@ -403,7 +403,7 @@ class ArchiveService:
 
     def _indexed_paths(self) -> set[str]:
         if self._indexed is None:
-            self._indexed = set(read_index(self.output_dir))
+            self._indexed = indexed_paths(self.output_dir)
         return self._indexed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 from itemadapter import ItemAdapter
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
@@ -21,17 +22,41 @@ class DedupPipeline:
 
     The keys were computed once, by the normalize pipeline. They are recorded in the archive
     when the post is on disk (the archive service does it), so a failed write never marks a
-    story as archived. Within a run this pipeline remembers what it let through.
+    story as archived. Within a run this pipeline remembers the keys of what it let through
+    until the archive holds them: while the item is in the later pipelines (a copy of the
+    story arriving then is an in-run duplicate). Once the item is written its keys are the
+    archive's, so memory holds only the items in flight, not the run; an item dropped or
+    failed after this pipeline frees its keys, so a later copy of the story can be written.
+    In a dry run (nothing written) the keys are kept for the whole run.
     """
 
     def __init__(self, stats: StatsCollector, archive: ArchiveService) -> None:
         self.stats = stats
         self.archive = archive
         self.passed: set[tuple[str, str]] = set()
+        # id(item) -> (item, its keys) for each item let through and not yet done.
+        self.in_flight: dict[int, tuple[Any, set[tuple[str, str]]]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler.stats, ArchiveService.of(crawler))
+        pipeline = cls(crawler.stats, ArchiveService.of(crawler))
+        crawler.signals.connect(pipeline.item_written, signal=signals.item_scraped)
+        crawler.signals.connect(pipeline.item_not_written, signal=signals.item_dropped)
+        crawler.signals.connect(pipeline.item_not_written, signal=signals.item_error)
+        return pipeline
+
+    def item_written(self, item: Any) -> None:
+        if not self.archive.read_only:  # the archive now knows the story
+            self._forget(item)
+
+    def item_not_written(self, item: Any) -> None:
+        self._forget(item)
+
+    def _forget(self, item: Any) -> None:
+        held = self.in_flight.get(id(item))
+        if held is not None and held[0] is item:
+            del self.in_flight[id(item)]
+            self.passed -= held[1]
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
@@ -43,6 +68,7 @@ class DedupPipeline:
         if known:
             self._drop(f"archived_{known}", adapter)
         self.passed |= keys
+        self.in_flight[id(item)] = (item, keys)
         return item
 
     def _drop(self, reason: str, adapter: ItemAdapter) -> None:
