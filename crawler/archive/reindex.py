@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -28,7 +29,7 @@ import frontmatter
 import yaml
 
 from crawler.archive.files import open_folder, post_entries, read_post
-from crawler.archive.index import index_entry, read_index, rewrite_index
+from crawler.archive.index import index_entries, index_entry, rewrite_index
 from crawler.archive.state import KEY_VERSION, STATE_FILE, ArchiveState, CorruptState
 from crawler.post.keys import title_key, url_key
 
@@ -48,12 +49,40 @@ def reindex(output_dir: Path, state: ArchiveState | None = None) -> ReindexResul
     """Rebuild ``story_keys`` and ``.index.jsonl`` from the posts of ``output_dir``.
 
     ``state`` is an open connection to use (the archive service's); else one is opened, and
-    a corrupt state is moved aside and rebuilt.
+    a corrupt state is moved aside and rebuilt. Posts are read one at a time and their index
+    lines streamed into the new index, so memory holds the keys, not the archive.
     """
     result = ReindexResult()
-    old_index = read_index(output_dir)
-    keys: list[tuple[str, str, str]] = []
-    entries: list[dict[str, Any]] = []
+    own_state = None
+    if state is None:
+        try:
+            state = own_state = ArchiveState(output_dir)
+        except CorruptState as corrupt:
+            result.moved_aside = move_aside(output_dir)
+            logger.warning(
+                "reindex: %s was not a database (%s); moved aside to %s, rebuilt",
+                corrupt.path, corrupt.detail, result.moved_aside.name,
+            )  # fmt: skip
+            state = own_state = ArchiveState(output_dir)
+    try:
+        keys: list[tuple[str, str, str]] = []
+        rewrite_index(output_dir, _index_entries(output_dir, keys, result))
+        state.replace_story_keys(keys, KEY_VERSION)
+    finally:
+        if own_state is not None:
+            own_state.close()
+    return result
+
+
+def _index_entries(
+    output_dir: Path, keys: list[tuple[str, str, str]], result: ReindexResult
+) -> Iterator[dict[str, Any]]:
+    """The new index line of each readable post, its keys appended to ``keys``."""
+    # Of the old index, only what the files do not say (where each post came from).
+    old_index = {
+        entry["path"]: {name: entry.get(name) for name in ("url", "canonical_url", "source")}
+        for entry in index_entries(output_dir)
+    }
     for relpath, problem in post_entries(output_dir):
         if problem is not None:
             _unreadable(result, relpath, problem)
@@ -78,37 +107,17 @@ def reindex(output_dir: Path, state: ArchiveState | None = None) -> ReindexResul
             keys.append(("url", canonical_url, relpath))
             result.url_keys += 1
         categories = post.get("categories")
-        entries.append(
-            index_entry(
-                path=relpath,
-                title=title,
-                date=date,
-                url=old.get("url"),
-                canonical_url=canonical_url,
-                source=old.get("source"),
-                categories=[str(c) for c in categories] if isinstance(categories, list) else [],
-                data=data,
-            )
+        yield index_entry(
+            path=relpath,
+            title=title,
+            date=date,
+            url=old.get("url"),
+            canonical_url=canonical_url,
+            source=old.get("source"),
+            categories=[str(c) for c in categories] if isinstance(categories, list) else [],
+            data=data,
         )
         result.posts += 1
-    if state is None:
-        try:
-            own_state = ArchiveState(output_dir)
-        except CorruptState as corrupt:
-            result.moved_aside = move_aside(output_dir)
-            logger.warning(
-                "reindex: %s was not a database (%s); moved aside to %s, rebuilt",
-                corrupt.path, corrupt.detail, result.moved_aside.name,
-            )  # fmt: skip
-            own_state = ArchiveState(output_dir)
-        try:
-            own_state.replace_story_keys(keys, KEY_VERSION)
-        finally:
-            own_state.close()
-    else:
-        state.replace_story_keys(keys, KEY_VERSION)
-    rewrite_index(output_dir, entries)
-    return result
 
 
 def move_aside(output_dir: Path) -> Path:
