@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from crawler.archive.shared import is_redis_url
 from crawler.sources import is_http_url
 
 
@@ -58,6 +59,14 @@ def _boolean(value: Any) -> bool:
     return value in (True, False, 0, 1) or str(value).lower() in ("true", "false", "0", "1")
 
 
+def _redis_url(value: Any) -> bool:
+    return is_redis_url(str(value))
+
+
+def _dedup_backend(value: Any) -> bool:
+    return str(value) == "sqlite" or is_redis_url(str(value))
+
+
 # setting -> (test, what it must be)
 CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_AGE_DAYS": (_number(0), "a number of days >= 0"),
@@ -76,6 +85,9 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_TITLE_LENGTH": (_whole(20), "a whole number >= 20"),
     "MAX_ENTRIES_PER_FEED": (_whole(0), "a whole number >= 0 (0: no cap)"),
     "DOWNLOAD_MAXSIZE": (_whole(1024), "a whole number of bytes >= 1024"),
+    "DEDUP_BACKEND": (_dedup_backend, '"sqlite" or a Redis URL (redis://host:6379/0)'),
+    "DEDUP_CLAIM_TTL": (_number(1, 30 * 86400), "a number of seconds >= 1"),
+    "REDIS_URL": (_redis_url, "a Redis URL (redis://host:6379/0)"),
     "LOG_LEVEL": (_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     "RSSHUB_BASE": (is_http_url, "an http(s) URL"),
     "ARCHIVE_IMAGES": (_boolean, "True or False"),

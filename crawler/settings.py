@@ -16,6 +16,17 @@ FALLBACK_IMAGE = "https://picsum.photos/400/300?random={n}"
 # again for this many seconds; the wait doubles with each further failure (at most 7 days).
 FAILED_ARTICLE_RETRY_AFTER = 3600
 
+# --- Several workers (README, "Several workers on one Redis") ------------------------------
+# Where story keys, feed validators and failure memory live: "sqlite" (the archive's own
+# .state.sqlite3) or a Redis URL shared by every worker, e.g. "redis://host:6379/0".
+DEDUP_BACKEND = "sqlite"
+DEDUP_REDIS_PREFIX = "technews:"
+# A story claimed by a worker that died before writing it is free again after this long.
+DEDUP_CLAIM_TTL = 3600
+# Set to a Redis URL: scrapy-redis's scheduler and request filter, one frontier for every
+# worker (pip install -e '.[redis]'); see crawler/frontier.py.
+REDIS_URL = None
+
 # --- Feeds ----------------------------------------------------------------------------------
 # Where `rsshub = "/route"` sources are fetched from; point it at your own RSSHub instance.
 RSSHUB_BASE = "https://rsshub.app"

@@ -21,19 +21,22 @@ posts that are not in the index says so when it ends (``reindex`` indexes them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.utils.conf import build_component_list
+from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 
 from crawler.archive.files import (
@@ -45,10 +48,21 @@ from crawler.archive.files import (
     write_atomically,
 )
 from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, indexed_paths
-from crawler.archive.state import KEY_VERSION, ArchiveState, as_os_error, check_state
+from crawler.archive.shared import SharedKeys, SharedUnavailable, connect_shared, is_redis_url
+from crawler.archive.state import (
+    KEY_VERSION,
+    MAX_FAILURE_BACKOFF,
+    ArchiveState,
+    as_os_error,
+    check_state,
+    in_backoff,
+)
 from crawler.post.keys import key_digest, listing_keys, url_key
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+# The finish reason of a crawl stopped because the shared backend was lost.
+SHARED_LOST = "archive_unavailable"
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,11 @@ class ArchiveService:
         self._pending: list[tuple[bytes, dict[str, Any], Future[StoredPost]]] = []
         self._pending_lock = threading.Lock()
         self._drain_scheduled = False
+        # DEDUP_BACKEND = a Redis URL: story keys, validators and failure memory shared with
+        # other workers (crawler/archive/shared.py); lost once, the crawl stops.
+        self.shared: SharedKeys | None = None
+        self.shared_lost = False
+        self._crawler: Crawler | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -96,8 +115,13 @@ class ArchiveService:
             read_only=settings.getbool("DRY_RUN") or not writes_posts(settings),
         )
         service.stats = crawler.stats
+        service._crawler = crawler
         # A corrupt state stops the crawl here, before any request: one CorruptState line.
         check_state(service.output_dir)
+        backend = str(settings.get("DEDUP_BACKEND") or "sqlite")
+        if is_redis_url(backend):
+            service.shared = connect_shared(settings)
+            crawler.signals.connect(service.adopt_keys, signal=signals.spider_opened)
         # After the pipelines and the spider_closed handlers (the drift monitor) are done.
         crawler.signals.connect(service.close, signal=signals.engine_stopped)
         if settings.getbool("DRY_RUN"):
@@ -141,6 +165,8 @@ class ArchiveService:
             self._state.close()
             self._state = None
         self._indexed = None
+        if self.shared is not None:
+            self.shared.close()
 
     def _report_unindexed(self) -> None:
         """Warn about post files the index does not list (nothing is lost silently)."""
@@ -176,29 +202,122 @@ class ArchiveService:
         self, raw_title: str | None, published: datetime | None, url: str | None
     ) -> bool:
         """Whether a listed article (title still HTML, as spiders hold it) is archived."""
+        if self.shared_lost:
+            return True  # stopping: ask for nothing more
         title_key, own_url_key = listing_keys(raw_title, published, url)
-        return self.state.knows(title_key=title_key, url_key=own_url_key) is not None
+        try:
+            return self.knows(title_key, own_url_key) is not None
+        except SharedUnavailable:
+            return True
 
     def in_failure_backoff(self, url: str) -> bool:
         """True while a page that failed recently should not be asked for again."""
-        return self.state.in_failure_backoff(_failure_key(url), self.failure_backoff)
+        if self.shared is None:
+            return self.state.in_failure_backoff(_failure_key(url), self.failure_backoff)
+        try:
+            failure = self._shared_call(self.shared.failure, _failure_key(url))
+        except SharedUnavailable:
+            return True
+        return failure is not None and in_backoff(*failure, self.failure_backoff)
 
     def page_failed(self, url: str, reason: str) -> None:
-        if self._may_save():
+        if not self._may_save():
+            return
+        if self.shared is None:
             self.state.record_failure(_failure_key(url), reason)
+            return
+        with contextlib.suppress(SharedUnavailable):  # reported and stopping already
+            self._shared_call(
+                self.shared.record_failure, _failure_key(url), reason, MAX_FAILURE_BACKOFF
+            )
 
     def page_succeeded(self, url: str) -> None:
-        if self._may_save():
+        if not self._may_save():
+            return
+        if self.shared is None:
             self.state.forget_failure(_failure_key(url))
+            return
+        with contextlib.suppress(SharedUnavailable):  # reported and stopping already
+            self._shared_call(self.shared.forget_failure, _failure_key(url))
 
     def feed_validators(self, feed_url: str) -> tuple[str | None, str | None]:
-        return self.state.feed_validators(feed_url)
+        if self.shared is None:
+            return self.state.feed_validators(feed_url)
+        try:
+            return self._shared_call(self.shared.feed_validators, feed_url)
+        except SharedUnavailable:
+            return None, None
 
     def save_feed_validators(
         self, feed_url: str, etag: str | None, last_modified: str | None
     ) -> None:
-        if self._may_save():
+        if not self._may_save():
+            return
+        if self.shared is None:
             self.state.save_feed_validators(feed_url, etag, last_modified)
+            return
+        with contextlib.suppress(SharedUnavailable):  # reported and stopping already
+            self._shared_call(self.shared.save_feed_validators, feed_url, etag, last_modified)
+
+    # --- the shared backend -------------------------------------------------------------------
+
+    def adopt_keys(self) -> None:
+        """At the start: this archive's keys into the shared backend, where missing."""
+        if self.shared is None or self.read_only:
+            return
+        with contextlib.suppress(SharedUnavailable):  # reported; the crawl is stopping
+            sent = self._shared_call(self.shared.adopt, self.state.story_keys())
+            logger.info("archive %s: %d keys shared in %s", self.output_dir, sent, self.shared.url)
+
+    def claim(self, title_key: str, url_key: str | None) -> str | None:
+        """Take a story before its post is written: None when this worker has it now (or
+        there is no shared backend), else the kind of key another worker holds. Raises
+        SharedUnavailable once the backend is lost."""
+        if self.shared is None or self.read_only:
+            return None
+        if self.shared_lost:
+            raise SharedUnavailable("shared archive keys unavailable")
+        return self._shared_call(self.shared.claim, title_key, url_key)
+
+    def release(self, title_key: str, url_key: str | None) -> None:
+        """A claimed story was not written (dropped or failed after dedup)."""
+        if self.shared is None or self.read_only or self.shared_lost:
+            return  # a lost backend's claims expire (DEDUP_CLAIM_TTL)
+        with contextlib.suppress(SharedUnavailable):  # reported and stopping already
+            self._shared_call(self.shared.release, title_key, url_key)
+
+    def _shared_call(self, function: Callable[..., T], *args: Any) -> T:
+        try:
+            return function(*args)
+        except SharedUnavailable as error:
+            self._lose_shared(error)
+            raise
+
+    def _lose_shared(self, error: SharedUnavailable) -> None:
+        """The first failure of the shared backend: one line, a stat, the crawl stopped."""
+        if self.shared_lost:
+            return
+        self.shared_lost = True
+        logger.error(
+            "shared archive keys lost (%s); stopping the crawl: no post is written without its "
+            "claim, posts written so far are kept",
+            error,
+        )
+        if self.stats is not None:
+            self.stats.set_value("archive/shared_unavailable", str(error))
+        crawler = self._crawler
+        if crawler is not None and crawler.engine is not None:
+            from twisted.internet import reactor
+
+            engine = crawler.engine
+
+            def stop() -> None:
+                deferred_from_coro(engine.close_spider_async(reason=SHARED_LOST))
+
+            if threading.current_thread() is threading.main_thread():
+                reactor.callLater(0, stop)  # type: ignore[attr-defined]
+            else:  # the writer thread
+                reactor.callFromThread(stop)  # type: ignore[attr-defined]
 
     def count_empty_run(self, name: str, empty: bool) -> int:
         """Record whether a source's run gave nothing; the consecutive empty runs so far."""
@@ -232,9 +351,15 @@ class ArchiveService:
 
     # --- used by the pipelines ----------------------------------------------------------------
 
-    def knows(self, title_key: str, url_key: str | None) -> str | None:
-        """'title' or 'url' when the archive holds one of a story's keys, else None."""
-        return self.state.knows(title_key=title_key, url_key=url_key)
+    def knows(self, title_key: str | None, url_key: str | None) -> str | None:
+        """'title' or 'url' when the archive (or, shared, any worker's) holds one of a
+        story's keys, else None. Raises SharedUnavailable when the shared backend is lost."""
+        known = self.state.knows(title_key=title_key, url_key=url_key)
+        if known is not None or self.shared is None:
+            return known
+        if self.shared_lost:
+            raise SharedUnavailable("shared archive keys unavailable")
+        return self._shared_call(self.shared.knows, title_key, url_key)
 
     def store_post(
         self,
@@ -295,6 +420,7 @@ class ArchiveService:
             added = state.remember_many([(p.relpath, p.title_key, p.url_key) for p in live])
         except sqlite3.Error as error:
             return _failed(results, live, as_os_error(error, state.path))
+        self._confirm_shared(live)
         for post, line, keys_added in zip(live, lines, added, strict=True):
             repaired = []
             if line is not None and not post.written:
@@ -316,6 +442,16 @@ class ArchiveService:
                     done if isinstance(done, BaseException) else StoredPost(post.relpath, False)
                 )
         return [result for result in results if result is not None]
+
+    def _confirm_shared(self, posts: list[_StagedPost]) -> None:
+        """The posts are archived here: their claims become their keys for every worker."""
+        if self.shared is None or self.shared_lost:
+            return  # lost: this archive's keys are adopted when the worker starts again
+        for post in posts:
+            try:
+                self._shared_call(self.shared.confirm, post.title_key, post.url_key, post.relpath)
+            except SharedUnavailable:
+                return
 
     def _write_files(
         self,

@@ -90,6 +90,16 @@ def _serialized(
     return locked
 
 
+def in_backoff(
+    attempts: int, failed_at: datetime, backoff: timedelta, now: datetime | None = None
+) -> bool:
+    """Whether a page that failed ``attempts`` times, last at ``failed_at``, still waits:
+    ``backoff`` after its first failure, twice that after the second, ..., at most
+    MAX_FAILURE_BACKOFF."""
+    wait = min(backoff * 2 ** min(attempts - 1, 20), MAX_FAILURE_BACKOFF)
+    return failed_at + wait > (now or datetime.now(UTC))
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -221,6 +231,11 @@ class ArchiveState:
         return None
 
     @_serialized
+    def story_keys(self) -> list[tuple[str, str, str]]:
+        """Every ``(kind, key, path)`` recorded."""
+        return self._db.execute("SELECT kind, key, path FROM story_keys").fetchall()
+
+    @_serialized
     def post_count(self) -> int:
         """How many posts have keys recorded."""
         return int(self._db.execute("SELECT COUNT(DISTINCT path) FROM story_keys").fetchone()[0])
@@ -279,8 +294,7 @@ class ArchiveState:
         if not row:
             return False
         attempts, failed_at = row
-        wait = min(backoff * 2 ** min(attempts - 1, 20), MAX_FAILURE_BACKOFF)
-        return datetime.fromisoformat(failed_at) + wait > (now or datetime.now(UTC))
+        return in_backoff(attempts, datetime.fromisoformat(failed_at), backoff, now)
 
     @_serialized
     def record_failure(self, url_key: str, reason: str, now: datetime | None = None) -> None:

@@ -11,6 +11,7 @@ from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
 from crawler.archive.service import ArchiveService
+from crawler.archive.shared import SharedUnavailable
 
 
 class DuplicateItem(DropItem):
@@ -50,13 +51,18 @@ class DedupPipeline:
             self._forget(item)
 
     def item_not_written(self, item: Any) -> None:
-        self._forget(item)
+        if self._forget(item):
+            adapter = ItemAdapter(item)
+            self.archive.release(adapter["title_key"], adapter["url_key"])
 
-    def _forget(self, item: Any) -> None:
+    def _forget(self, item: Any) -> bool:
+        """Whether the item was one this pipeline let through (and is no more)."""
         held = self.in_flight.get(id(item))
-        if held is not None and held[0] is item:
-            del self.in_flight[id(item)]
-            self.passed -= held[1]
+        if held is None or held[0] is not item:
+            return False
+        del self.in_flight[id(item)]
+        self.passed -= held[1]
+        return True
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
@@ -64,9 +70,16 @@ class DedupPipeline:
         keys = {("title", title_key)} | ({("url", url_key)} if url_key else set())
         if keys & self.passed:
             self._drop("in_run", adapter)
-        known = self.archive.knows(title_key, url_key)
-        if known:
-            self._drop(f"archived_{known}", adapter)
+        try:
+            known = self.archive.knows(title_key, url_key)
+            if known:
+                self._drop(f"archived_{known}", adapter)
+            # With a shared backend, another worker may be writing the story right now.
+            if self.archive.claim(title_key, url_key):
+                self._drop("claimed_elsewhere", adapter)
+        except SharedUnavailable as error:
+            self.stats.inc_value("dedup/unavailable")
+            raise DropItem(f"not written, shared keys unavailable: {adapter['title']!r}") from error
         self.passed |= keys
         self.in_flight[id(item)] = (item, keys)
         return item
