@@ -211,3 +211,10 @@ def connect_shared(settings: Any) -> SharedKeys:
     )
     shared.ping()
     return shared
+
+
+def check_shared(settings: Any) -> None:
+    """Before a run: a shared backend (DEDUP_BACKEND) that does not answer is
+    SharedUnavailable (one line, exit status 1, nothing fetched)."""
+    if is_redis_url(str(settings.get("DEDUP_BACKEND") or "sqlite")):
+        connect_shared(settings).close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.archive.shared import check_shared
 from crawler.archive.state import CorruptState, check_state
 from crawler.post.cleaning import one_line
 from crawler.sources import DEFAULT_SOURCES, Source, SourcesError, load_sources, select_sources
@@ -187,6 +188,7 @@ def harvest(args: argparse.Namespace) -> int:
     sources = _select(sources_file, args.only, settings)
     with ArchiveLock(output, read_only=dry_run):
         check_state(output)  # a corrupt state: one clear line before anything is fetched
+        check_shared(settings)  # so is a shared backend that does not answer
         with terminal_log(settings):  # on a terminal: only warnings and errors beside the bar
             report = harvesting.run(settings, harvesting.plan(sources), output)
         if not dry_run:

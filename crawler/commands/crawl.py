@@ -1,8 +1,10 @@
 """``scrapy crawl`` that checks the spider and its arguments first and holds the archive's lock.
 
 An unknown spider or a bad spider argument is one line on stderr (no usage banner, no start-up
-log) and exit status 2; an archive locked by another run is one line and exit status 75.
-Nothing is fetched in either case.
+log) and exit status 2; an archive locked by another run is one line and exit status 75;
+a shared backend (``DEDUP_BACKEND``) that does not answer is one line and exit status 1.
+Nothing is fetched in these cases. A crawl stopped because the shared backend was lost
+exits 1.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import sys
 from typing import NoReturn
 
 from scrapy.commands import crawl
+from scrapy.crawler import Crawler
 from scrapy.spiderloader import get_spider_loader
 
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
+from crawler.archive.service import SHARED_LOST
+from crawler.archive.shared import SharedUnavailable, check_shared
 from crawler.checks import SettingError, check_settings
 
 EXIT_USAGE = 2
@@ -26,6 +31,8 @@ def usage_error(message: str) -> NoReturn:
 
 
 class Command(crawl.Command):
+    _crawler: Crawler | None = None
+
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         # Checked here, before Scrapy builds its crawler process (and logs its banner).
@@ -34,6 +41,11 @@ class Command(crawl.Command):
             check_settings(self.settings)
         except SettingError as error:
             usage_error(str(error))
+        try:
+            check_shared(self.settings)
+        except SharedUnavailable as error:
+            print(f"error: DEDUP_BACKEND: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
         if len(args) != 1:
             return  # Scrapy's own command explains its usage
         loader = get_spider_loader(self.settings)
@@ -64,3 +76,11 @@ class Command(crawl.Command):
             super().run(args, opts)
         finally:
             lock.release()
+        crawler = self._crawler
+        stats = crawler.stats if crawler is not None else None
+        if stats is not None and stats.get_value("finish_reason") == SHARED_LOST:
+            self.exitcode = 1  # Scrapy's own command exits 0 for any finish reason
+
+    def _create_crawler(self, spname: str) -> Crawler:
+        self._crawler = super()._create_crawler(spname)
+        return self._crawler

@@ -1,0 +1,300 @@
+"""Several workers, one Redis (``DEDUP_BACKEND``): a real ``redis-server`` on a free port,
+real ``scrapy crawl`` processes over one local cnBeta-shaped site."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from support import FAST, PROJECT_ROOT, QuickStopServer, background_job, base_url_of
+from werkzeug import Request, Response
+
+from crawler.archive.shared import SharedKeys, SharedUnavailable
+
+sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+import run as bench  # noqa: E402  (bench/run.py: the synthetic site)
+
+ARTICLES = 1000
+WORKERS = ("a", "b")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """``redis-server`` (the Debian package) on a free port, nothing saved to disk."""
+
+    def __init__(self, folder: Path) -> None:
+        executable = shutil.which("redis-server")
+        assert executable, "redis-server is not installed (.ci/run installs it)"
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(folder)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.025)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+# --- the backend itself ---------------------------------------------------------------------
+
+
+def shared(server: RedisServer) -> SharedKeys:
+    return SharedKeys(server.url, "test:", timedelta(hours=1))
+
+
+def test_a_story_is_claimed_by_one_worker_and_confirmed_for_all(redis_server: RedisServer):
+    one, other = shared(redis_server), shared(redis_server)
+    assert one.claim("t1", "u1") is None  # ours now
+    assert other.claim("t1", "u2") == "title"  # same title+day, being written by one
+    assert other.claim("t2", "u1") == "url"
+    assert other.knows("t1", "u1") is None  # claimed is not archived
+    one.confirm("t1", "u1", "2021/07/a.md")
+    assert other.knows("t1", None) == "title" and other.knows(None, "u1") == "url"
+    assert other.claim("t1", "u1") == "url"
+    other.release("t1", "u1")  # not its claim: nothing happens
+    assert one.knows("t1", "u1") == "url"
+
+
+def test_a_released_claim_frees_the_story(redis_server: RedisServer) -> None:
+    one, other = shared(redis_server), shared(redis_server)
+    assert one.claim("t1", "u1") is None
+    one.release("t1", "u1")  # the write failed
+    assert other.claim("t1", "u1") is None
+
+
+def test_a_claim_of_a_dead_worker_expires(redis_server: RedisServer) -> None:
+    dead = SharedKeys(redis_server.url, "test:", timedelta(milliseconds=50))
+    assert dead.claim("t1", "u1") is None
+    client = redis.Redis.from_url(redis_server.url)
+    assert 0 < client.pttl("test:title:t1") <= 50  # Redis forgets it; no clock of ours
+
+
+def test_adopting_an_archive_keeps_other_workers_posts(redis_server: RedisServer) -> None:
+    one, other = shared(redis_server), shared(redis_server)
+    other.claim("t1", None)
+    other.confirm("t1", None, "2021/07/theirs.md")
+    one.claim("t2", None)  # a claim whose confirm was lost to a crash
+    sent = one.adopt([("title", "t1", "2021/07/mine.md"), ("title", "t2", "2021/07/t2.md")])
+    assert sent == 2
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.get("test:title:t1") == b"post:2021/07/theirs.md"
+    assert client.get("test:title:t2") == b"post:2021/07/t2.md"
+    assert client.pttl("test:title:t2") == -1  # kept
+
+
+def test_failures_and_validators_are_shared(redis_server: RedisServer) -> None:
+    one, other = shared(redis_server), shared(redis_server)
+    one.record_failure("u1", "HTTP 503", timedelta(days=7))
+    one.record_failure("u1", "HTTP 503", timedelta(days=7))
+    failure = other.failure("u1")
+    assert failure is not None and failure[0] == 2
+    other.forget_failure("u1")
+    assert one.failure("u1") is None
+    one.save_feed_validators("https://e.com/feed", '"abc"', None)
+    assert other.feed_validators("https://e.com/feed") == ('"abc"', None)
+
+
+def test_a_redis_that_is_gone_is_shared_unavailable(redis_server: RedisServer) -> None:
+    keys = shared(redis_server)
+    redis_server.stop()
+    with pytest.raises(SharedUnavailable, match="Redis at redis://127.0.0.1"):
+        keys.claim("t1", "u1")
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    name: str
+    output: Path
+    returncode: int
+    log: str
+
+    def titles(self) -> list[str]:
+        return [
+            line.removeprefix("title: ").strip("'\"")
+            for path in self.output.glob("*/*/*.md")
+            for line in path.read_text(encoding="utf-8").splitlines()[:3]
+            if line.startswith("title: ")
+        ]
+
+    def keyed_paths(self) -> set[str]:
+        """The post paths the worker's own state records keys for."""
+        db = sqlite3.connect(self.output / ".state.sqlite3")
+        try:
+            return {row[0] for row in db.execute("SELECT path FROM story_keys")}
+        finally:
+            db.close()
+
+
+class Site:
+    """The synthetic site, served from memory; article pages wait until every worker has
+    asked for something (told apart by User-Agent), so that both get work whatever their
+    start-up times. ``after_articles(n, action)`` runs ``action`` once ``n`` were served."""
+
+    def __init__(self, folder: Path, articles: int) -> None:
+        self.pages = bench.build_site(folder, articles)
+        self.files = {
+            "/" + path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in folder.rglob("*")
+            if path.is_file()
+        }
+        self.seen: set[str] = set()
+        self.all_here = threading.Event()
+        self.served = 0
+        self.lock = threading.Lock()
+        self.trigger: tuple[int, Callable[[], None]] | None = None
+        self.server = QuickStopServer(host="127.0.0.1", port=0, threaded=True)
+        self.server.expect_request("/robots.txt").respond_with_data("", status=404)
+        self.server.expect_request(re.compile("/.*")).respond_with_handler(self.handle)
+        self.server.start()
+
+    def handle(self, request: Request) -> Response:
+        worker = request.headers.get("User-Agent", "")
+        with self.lock:
+            self.seen.add(worker)
+            if self.seen >= {f"worker-{name}" for name in WORKERS}:
+                self.all_here.set()
+        path = request.path
+        kind = "text/html; charset=utf-8"
+        if path == "/":
+            body = self.files["/index.html"]
+        elif path == "/home/more":
+            page = request.args.get("page", "1")
+            body = self.files.get(f"/more/{page}.json", b'{"state":"success","result":{"list":[]}}')
+            kind = "application/json; charset=UTF-8"
+        else:
+            self.all_here.wait(timeout=60)
+            body = self.files.get(path)
+            if body is None:
+                return Response("not found", status=404)
+            with self.lock:
+                self.served += 1
+                if self.trigger is not None and self.served >= self.trigger[0]:
+                    action, self.trigger = self.trigger[1], None
+                    action()
+        return Response(body, content_type=kind)
+
+    def stop(self) -> None:
+        self.server.clear()
+        self.server.stop()
+
+
+def start_worker(name: str, home: Path, site: Site, redis_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "crawl", "cnbeta", *FAST,
+         "-s", f"OUTPUT_DIR={home / name}", "-s", f"DEDUP_BACKEND={redis_url}",
+         "-s", f"USER_AGENT=worker-{name}", "-s", "CONCURRENT_REQUESTS=8",
+         "-s", "ROBOTSTXT_OBEY=False", "-s", "LOG_LEVEL=INFO",
+         "-a", f"base_url={base_url_of(site.server)}", "-a", f"pages={site.pages}"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def run_workers(home: Path, kill_redis_after: int | None = None) -> dict[str, Worker]:
+    site = Site(home / "site", ARTICLES)
+    server = RedisServer(home)
+    if kill_redis_after is not None:
+        site.trigger = (kill_redis_after, server.stop)
+    try:
+        processes = {name: start_worker(name, home, site, server.url) for name in WORKERS}
+        logs = {name: process.communicate(timeout=240)[0] for name, process in processes.items()}
+    finally:
+        site.stop()
+        server.stop()
+    return {
+        name: Worker(name, home / name, processes[name].returncode, logs[name])
+        for name in WORKERS
+    }
+
+
+@background_job
+def two_workers(home: Path) -> dict[str, Worker]:
+    """Two ``scrapy crawl cnbeta`` processes, one Redis, one site of 1,000 articles."""
+    return run_workers(home)
+
+
+@background_job
+def redis_lost_workers(home: Path) -> dict[str, Worker]:
+    """The same, Redis killed once 300 article pages were served."""
+    return run_workers(home, kill_redis_after=300)
+
+
+def test_two_workers_write_every_story_once_and_both_work(two_workers: dict[str, Worker]):
+    for worker in two_workers.values():
+        assert worker.returncode == 0, worker.log[-3000:]
+    titles = [title for worker in two_workers.values() for title in worker.titles()]
+    assert len(titles) == ARTICLES  # none lost
+    assert len(set(titles)) == ARTICLES  # none twice, across the two archives
+    for worker in two_workers.values():
+        assert len(worker.titles()) > ARTICLES // 10, f"worker {worker.name} barely worked"
+        assert "'dedup/duplicate/claimed_elsewhere'" in worker.log or (
+            "'dedup/duplicate/archived_" in worker.log
+        )
+
+
+def test_a_lost_redis_stops_every_worker_with_one_line_and_no_duplicate(
+    redis_lost_workers: dict[str, Worker],
+) -> None:
+    titles = [title for worker in redis_lost_workers.values() for title in worker.titles()]
+    assert len(titles) == len(set(titles))  # no story in both archives
+    assert len(titles) < ARTICLES  # stopped
+    for worker in redis_lost_workers.values():
+        assert worker.returncode == 1, worker.log[-3000:]
+        assert worker.log.count("shared archive keys lost") == 1, worker.log[-3000:]
+        assert "'finish_reason': 'archive_unavailable'" in worker.log
+        # Nothing is marked archived without its post.
+        for path in worker.keyed_paths():
+            assert (worker.output / path).is_file(), path
+
+
+def test_a_redis_that_does_not_answer_at_start_is_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "cnbeta", "-s", f"OUTPUT_DIR={tmp_path}",
+         "-s", f"DEDUP_BACKEND=redis://127.0.0.1:{port}/0"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: DEDUP_BACKEND: Redis at redis://127.0.0.1:{port}/0: "
+        f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
+    ]
+    assert not list(tmp_path.glob("*/*/*.md"))
