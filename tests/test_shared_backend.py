@@ -24,7 +24,7 @@ from werkzeug import Request, Response
 from crawler.archive.shared import SharedKeys, SharedUnavailable
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
-import run as bench  # noqa: E402  (bench/run.py: the synthetic site)
+import run as bench  # bench/run.py: the synthetic site
 
 ARTICLES = 1000
 WORKERS = ("a", "b")
@@ -133,7 +133,7 @@ def test_failures_and_validators_are_shared(redis_server: RedisServer) -> None:
 def test_a_redis_that_is_gone_is_shared_unavailable(redis_server: RedisServer) -> None:
     keys = shared(redis_server)
     redis_server.stop()
-    with pytest.raises(SharedUnavailable, match="Redis at redis://127.0.0.1"):
+    with pytest.raises(SharedUnavailable, match=r"Redis at redis://127\.0\.0\.1"):
         keys.claim("t1", "u1")
 
 
@@ -240,8 +240,7 @@ def run_workers(home: Path, kill_redis_after: int | None = None) -> dict[str, Wo
         site.stop()
         server.stop()
     return {
-        name: Worker(name, home / name, processes[name].returncode, logs[name])
-        for name in WORKERS
+        name: Worker(name, home / name, processes[name].returncode, logs[name]) for name in WORKERS
     }
 
 
