@@ -3,6 +3,7 @@ configuration mistake (one line, exit status 2), never a traceback in the middle
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import re
@@ -107,6 +108,8 @@ def check_settings(settings: Any) -> None:
         value = settings.get(name)
         if value is not None and not test(value):
             raise SettingError(f"-s {name}={str(value)[:80]!r}: must be {expected}")
+    if settings.get("REDIS_URL") and importlib.util.find_spec("scrapy_redis") is None:
+        raise SettingError("-s REDIS_URL: needs scrapy-redis (pip install -e '.[redis]')")
     reactor = settings.get("TWISTED_REACTOR")
     if reactor and reactor != "twisted.internet.asyncioreactor.AsyncioSelectorReactor":
         raise SettingError(

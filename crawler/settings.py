@@ -26,6 +26,8 @@ DEDUP_CLAIM_TTL = 3600
 # Set to a Redis URL: scrapy-redis's scheduler and request filter, one frontier for every
 # worker (pip install -e '.[redis]'); see crawler/frontier.py.
 REDIS_URL = None
+SHARED_FRONTIER = True  # False for a spider whose requests must stay in its worker (feeds)
+ADDONS = {"crawler.frontier.SharedFrontier": 0}
 
 # --- Feeds ----------------------------------------------------------------------------------
 # Where `rsshub = "/route"` sources are fetched from; point it at your own RSSHub instance.

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
@@ -22,6 +24,7 @@ from support import FAST, PROJECT_ROOT, QuickStopServer, background_job, base_ur
 from werkzeug import Request, Response
 
 from crawler.archive.shared import SharedKeys, SharedUnavailable
+from crawler.shared_scheduler import frontier_name
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 import run as bench  # bench/run.py: the synthetic site
@@ -218,64 +221,88 @@ class Site:
 
 
 def start_worker(name: str, home: Path, site: Site, redis_url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "scrapy", "crawl", "cnbeta", *FAST,
-         "-s", f"OUTPUT_DIR={home / name}", "-s", f"DEDUP_BACKEND={redis_url}",
-         "-s", f"USER_AGENT=worker-{name}", "-s", "CONCURRENT_REQUESTS=8",
-         "-s", "ROBOTSTXT_OBEY=False", "-s", "LOG_LEVEL=INFO",
-         "-a", f"base_url={base_url_of(site.server)}", "-a", f"pages={site.pages}"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    """One worker: its own archive folder, story keys and frontier in the shared Redis. Its
+    log goes to a file: a pipe read after the other worker's would fill and stall it."""
+    with (home / f"{name}.log").open("w", encoding="utf-8") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "crawl", "cnbeta", *FAST,
+             "-s", f"OUTPUT_DIR={home / name}", "-s", f"DEDUP_BACKEND={redis_url}",
+             "-s", f"REDIS_URL={redis_url}",
+             "-s", f"USER_AGENT=worker-{name}", "-s", "CONCURRENT_REQUESTS=8",
+             "-s", "ROBOTSTXT_OBEY=False", "-s", "LOG_LEVEL=INFO",
+             "-a", f"base_url={base_url_of(site.server)}", "-a", f"pages={site.pages}"],
+            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
 
 
-def run_workers(home: Path, kill_redis_after: int | None = None) -> dict[str, Worker]:
+@dataclass
+class Run:
+    workers: dict[str, Worker]
+    article_fetches: int  # article pages the site served, to every worker
+
+    def titles(self) -> list[str]:
+        return [title for worker in self.workers.values() for title in worker.titles()]
+
+
+def run_workers(home: Path, kill_redis_after: int | None = None) -> Run:
     site = Site(home / "site", ARTICLES)
     server = RedisServer(home)
     if kill_redis_after is not None:
         site.trigger = (kill_redis_after, server.stop)
     try:
         processes = {name: start_worker(name, home, site, server.url) for name in WORKERS}
-        logs = {name: process.communicate(timeout=240)[0] for name, process in processes.items()}
+        for process in processes.values():
+            process.wait(timeout=240)
     finally:
         site.stop()
         server.stop()
-    return {
-        name: Worker(name, home / name, processes[name].returncode, logs[name]) for name in WORKERS
+    workers = {
+        name: Worker(
+            name,
+            home / name,
+            processes[name].returncode,
+            (home / f"{name}.log").read_text(encoding="utf-8"),
+        )
+        for name in WORKERS
     }
+    return Run(workers, site.served)
 
 
 @background_job
-def two_workers(home: Path) -> dict[str, Worker]:
-    """Two ``scrapy crawl cnbeta`` processes, one Redis, one site of 1,000 articles."""
+def two_workers(home: Path) -> Run:
+    """Two ``scrapy crawl cnbeta`` processes, one Redis for their story keys and their
+    frontier, one site of 1,000 articles."""
     return run_workers(home)
 
 
 @background_job
-def redis_lost_workers(home: Path) -> dict[str, Worker]:
+def redis_lost_workers(home: Path) -> Run:
     """The same, Redis killed once 300 article pages were served."""
     return run_workers(home, kill_redis_after=300)
 
 
-def test_two_workers_write_every_story_once_and_both_work(two_workers: dict[str, Worker]):
-    for worker in two_workers.values():
+def test_two_workers_write_every_story_once_and_both_work(two_workers: Run) -> None:
+    for worker in two_workers.workers.values():
         assert worker.returncode == 0, worker.log[-3000:]
-    titles = [title for worker in two_workers.values() for title in worker.titles()]
+    titles = two_workers.titles()
     assert len(titles) == ARTICLES  # none lost
     assert len(set(titles)) == ARTICLES  # none twice, across the two archives
-    for worker in two_workers.values():
-        assert len(worker.titles()) > ARTICLES // 10, f"worker {worker.name} barely worked"
-        assert "'dedup/duplicate/claimed_elsewhere'" in worker.log or (
-            "'dedup/duplicate/archived_" in worker.log
-        )
+    for worker in two_workers.workers.values():
+        assert len(worker.titles()) > ARTICLES // 10, (worker.name, len(worker.titles()))
+    # One frontier: an article asked for by one worker is not asked for by the other (each
+    # on its own would fetch all 1,000); a retried fetch is the only repeat.
+    assert two_workers.article_fetches < ARTICLES * 1.05
+    # The frontier is emptied by the last worker out, for the next run.
+    assert sum("the last worker out" in w.log for w in two_workers.workers.values()) == 1
 
 
 def test_a_lost_redis_stops_every_worker_with_one_line_and_no_duplicate(
-    redis_lost_workers: dict[str, Worker],
+    redis_lost_workers: Run,
 ) -> None:
-    titles = [title for worker in redis_lost_workers.values() for title in worker.titles()]
+    titles = redis_lost_workers.titles()
     assert len(titles) == len(set(titles))  # no story in both archives
     assert len(titles) < ARTICLES  # stopped
-    for worker in redis_lost_workers.values():
+    for worker in redis_lost_workers.workers.values():
         assert worker.returncode == 1, worker.log[-3000:]
         assert worker.log.count("shared archive keys lost") == 1, worker.log[-3000:]
         assert "'finish_reason': 'archive_unavailable'" in worker.log
@@ -297,3 +324,28 @@ def test_a_redis_that_does_not_answer_at_start_is_one_line(tmp_path: Path) -> No
         f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
     ]
     assert not list(tmp_path.glob("*/*/*.md"))
+
+
+def test_a_frontier_that_does_not_answer_at_start_is_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "cnbeta", "-s", f"OUTPUT_DIR={tmp_path}",
+         "-s", f"REDIS_URL=redis://127.0.0.1:{port}/0"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: REDIS_URL: Redis at redis://127.0.0.1:{port}/0: "
+        f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
+    ]
+
+
+def test_each_source_has_a_frontier_of_its_own() -> None:
+    # Two workers on two different sitemap sources at once must not share one queue.
+    def spider(name: str, source: str | None) -> Any:
+        return SimpleNamespace(name=name, source=SimpleNamespace(name=source) if source else None)
+
+    assert frontier_name(spider("cnbeta", "cnbeta")) == "cnbeta"
+    assert frontier_name(spider("sitemap", "example.com")) == "sitemap:example.com"
+    assert frontier_name(spider("sitemap", "other.org")) == "sitemap:other.org"
+    assert frontier_name(spider("backfill", None)) == "backfill"

@@ -35,6 +35,7 @@ from typing import Any, Self, TypeVar
 from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
 from scrapy.utils.conf import build_component_list
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
@@ -122,6 +123,7 @@ class ArchiveService:
         if is_redis_url(backend):
             service.shared = connect_shared(settings)
             crawler.signals.connect(service.adopt_keys, signal=signals.spider_opened)
+        crawler.signals.connect(service.wait_for_stop_when_lost, signal=signals.spider_idle)
         # After the pipelines and the spider_closed handlers (the drift monitor) are done.
         crawler.signals.connect(service.close, signal=signals.engine_stopped)
         if settings.getbool("DRY_RUN"):
@@ -290,10 +292,16 @@ class ArchiveService:
         try:
             return function(*args)
         except SharedUnavailable as error:
-            self._lose_shared(error)
+            self.lose_shared(error)
             raise
 
-    def _lose_shared(self, error: SharedUnavailable) -> None:
+    def wait_for_stop_when_lost(self) -> None:
+        """A crawl with nothing left to do once Redis was lost must still end as
+        ``archive_unavailable`` (its close is on its way), not as ``finished``."""
+        if self.shared_lost:
+            raise DontCloseSpider
+
+    def lose_shared(self, error: SharedUnavailable) -> None:
         """The first failure of the shared backend: one line, a stat, the crawl stopped."""
         if self.shared_lost:
             return

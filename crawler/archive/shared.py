@@ -214,7 +214,21 @@ def connect_shared(settings: Any) -> SharedKeys:
 
 
 def check_shared(settings: Any) -> None:
-    """Before a run: a shared backend (DEDUP_BACKEND) that does not answer is
-    SharedUnavailable (one line, exit status 1, nothing fetched)."""
+    """Before a run: a shared backend (DEDUP_BACKEND) or frontier (REDIS_URL) that does not
+    answer is SharedUnavailable naming the setting (one line, exit status 1, nothing fetched)."""
     if is_redis_url(str(settings.get("DEDUP_BACKEND") or "sqlite")):
-        connect_shared(settings).close()
+        try:
+            connect_shared(settings).close()
+        except SharedUnavailable as error:
+            raise SharedUnavailable(f"DEDUP_BACKEND: {error}") from error
+    frontier = settings.get("REDIS_URL")
+    if frontier:
+        client = redis.Redis.from_url(
+            str(frontier), socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
+        )
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            raise SharedUnavailable(f"REDIS_URL: Redis at {frontier}: {error}") from error
+        finally:
+            client.close()

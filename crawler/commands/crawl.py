@@ -44,7 +44,7 @@ class Command(crawl.Command):
         try:
             check_shared(self.settings)
         except SharedUnavailable as error:
-            print(f"error: DEDUP_BACKEND: {error}", file=sys.stderr)
+            print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
         if len(args) != 1:
             return  # Scrapy's own command explains its usage
@@ -78,7 +78,10 @@ class Command(crawl.Command):
             lock.release()
         crawler = self._crawler
         stats = crawler.stats if crawler is not None else None
-        if stats is not None and stats.get_value("finish_reason") == SHARED_LOST:
+        if stats is not None and (
+            stats.get_value("finish_reason") == SHARED_LOST
+            or stats.get_value("archive/shared_unavailable")
+        ):
             self.exitcode = 1  # Scrapy's own command exits 0 for any finish reason
 
     def _create_crawler(self, spname: str) -> Crawler:

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from crawler.archive.service import ArchiveService
 from crawler.drift import count_page
 from crawler.extensions import mark_failed
+from crawler.frontier import uses_shared_frontier
 from crawler.items import Article
 from crawler.middlewares import TRUSTED_HOST
 from crawler.post.cleaning import clean_title, one_line
@@ -109,6 +110,11 @@ class HarvestSpider(scrapy.Spider):
     def archive(self) -> ArchiveService:
         """The crawl's archive service (from ``start()`` on)."""
         return ArchiveService.of(self.crawler)
+
+    @property
+    def shared_frontier(self) -> bool:
+        """Whether requests go to a frontier shared with other workers (crawler/frontier.py)."""
+        return uses_shared_frontier(self.crawler.settings)
 
     def count(self, source: str, stat: str, value: int = 1) -> None:
         self.crawler.stats.inc_value(f"source/{source}/{stat}", value)
@@ -316,7 +322,9 @@ class SiteSpider(HarvestSpider):
                 meta=self.content_meta(),
                 # Deduplicated above; Scrapy's filter would silently drop the way back of a
                 # redirect loop (no callback, no errback): let it end in an error we count.
-                dont_filter=True,
+                # A frontier shared by several workers (REDIS_URL) needs its filter: what
+                # another worker asked for is not asked for again.
+                dont_filter=not self.shared_frontier,
             )
         self.logger.debug(
             "source %s: %d new articles listed, %d already archived",

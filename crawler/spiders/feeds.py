@@ -54,6 +54,10 @@ class FeedsSpider(HarvestSpider):
     """
 
     name = "feeds"
+    # Each worker reads every feed (one request, a 304 when unchanged): an entry waits in the
+    # worker that read it for its full text, so no request of ours goes to a shared frontier
+    # (crawler/frontier.py); the story keys (DEDUP_BACKEND) keep the writes to one.
+    custom_settings: ClassVar[dict[str, Any]] = {"SHARED_FRONTIER": False}
     arguments: ClassVar[ArgumentSpec] = {
         "sources": lambda value: value,
         "only": string_list,
