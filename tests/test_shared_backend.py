@@ -20,11 +20,15 @@ from typing import Any
 
 import pytest
 import redis
+from scrapy.utils.misc import load_object
+from scrapy.utils.project import get_project_settings
 from support import FAST, PROJECT_ROOT, QuickStopServer, background_job, base_url_of
 from werkzeug import Request, Response
 
 from crawler.archive.shared import SharedKeys, SharedUnavailable
 from crawler.shared_scheduler import frontier_name
+from crawler.spiders.cnbeta import CnbetaSpider
+from crawler.spiders.feeds import FeedsSpider
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 import run as bench  # bench/run.py: the synthetic site
@@ -349,3 +353,21 @@ def test_each_source_has_a_frontier_of_its_own() -> None:
     assert frontier_name(spider("sitemap", "example.com")) == "sitemap:example.com"
     assert frontier_name(spider("sitemap", "other.org")) == "sitemap:other.org"
     assert frontier_name(spider("backfill", None)) == "backfill"
+
+
+@pytest.mark.parametrize(
+    ("spider", "scheduler"),
+    [
+        (CnbetaSpider, "crawler.shared_scheduler.SharedScheduler"),
+        # A feed's entries wait in the worker that read it for their full text.
+        (FeedsSpider, "scrapy.core.scheduler.Scheduler"),
+    ],
+)
+def test_redis_url_gives_the_site_spiders_a_shared_frontier(spider: Any, scheduler: str) -> None:
+    settings = get_project_settings()
+    settings.set("REDIS_URL", "redis://127.0.0.1:6379/0", priority="cmdline")
+    spider.update_settings(settings)
+    for name, priority in settings.getwithbase("ADDONS").items():
+        assert priority == 0
+        load_object(name)().update_settings(settings)
+    assert settings.get("SCHEDULER") == scheduler
