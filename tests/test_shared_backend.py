@@ -22,7 +22,19 @@ import pytest
 import redis
 from scrapy.utils.misc import load_object
 from scrapy.utils.project import get_project_settings
-from support import FAST, PROJECT_ROOT, QuickStopServer, background_job, base_url_of
+from support import (
+    FAST,
+    PROJECT_ROOT,
+    QuickStopServer,
+    background_job,
+    base_url_of,
+    fixture_server,
+    run_harvest,
+    serve_cnbeta,
+    serve_feeds,
+    source_table,
+    write_sources,
+)
 from werkzeug import Request, Response
 
 from crawler.archive.shared import SharedKeys, SharedUnavailable
@@ -371,3 +383,48 @@ def test_redis_url_gives_the_site_spiders_a_shared_frontier(spider: Any, schedul
         assert priority == 0
         load_object(name)().update_settings(settings)
     assert settings.get("SCHEDULER") == scheduler
+
+
+@dataclass
+class SharedHarvest:
+    done: subprocess.CompletedProcess[str]
+    posts: int
+    redis_keys: list[str]
+
+
+@background_job
+def shared_harvest(home: Path) -> SharedHarvest:
+    """``harvest`` of a site source and a feed, both settings on one Redis."""
+    server = RedisServer(home)
+    try:
+        with fixture_server(serve_feeds, serve_cnbeta) as site:
+            sources = write_sources(
+                home / "sources.toml",
+                site,
+                source_table("cnbeta", spider="cnbeta", base_url="{base}",
+                             categories=["新媒体", "cnBeta", "最新"], author="cnBeta"),
+                source_table("rdf", url="{base}/feeds/rss1.rdf", categories=["a"], author="R"),
+            )  # fmt: skip
+            done = run_harvest(
+                "--sources", str(sources), "--output", str(home / "archive"),
+                "-s", f"DEDUP_BACKEND={server.url}", "-s", f"REDIS_URL={server.url}",
+            )  # fmt: skip
+        client = redis.Redis.from_url(server.url)
+        keys = sorted(key.decode() for key in client.keys("*"))
+        client.close()
+    finally:
+        server.stop()
+    return SharedHarvest(done, len(list((home / "archive").glob("*/*/*.md"))), keys)
+
+
+def test_a_harvest_on_redis_leaves_its_keys_and_no_frontier(shared_harvest: SharedHarvest):
+    done = shared_harvest.done
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert shared_harvest.posts > 0
+    titles = [key for key in shared_harvest.redis_keys if key.startswith("technews:title:")]
+    assert len(titles) == shared_harvest.posts  # every post's story key, shared
+    # The cnbeta crawl's frontier is gone with its last worker; the feeds never had one.
+    assert not [key for key in shared_harvest.redis_keys if key.startswith("technews:cnbeta")]
+    assert not [key for key in shared_harvest.redis_keys if key.startswith("technews:feeds")]
+    # The fixture site's failing article pages (HTTP 404, 500): remembered for every worker.
+    assert any(key.startswith("technews:failure") for key in shared_harvest.redis_keys)
