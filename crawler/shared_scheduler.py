@@ -13,7 +13,7 @@ from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.scheduler import Scheduler  # the optional extra: pip install -e '.[redis]'
 from twisted.internet import task
 
-from crawler.archive.shared import SharedUnavailable
+from crawler.archive.shared import SharedUnavailable, redis_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -22,30 +22,39 @@ HEARTBEAT_SECONDS = WORKER_TTL_MS / 1000 / 4
 # How often a waiting worker looks at the shared queue (Scrapy's own idle loop: 5 s).
 POLL_SECONDS = 0.5
 
-# KEYS: workers, idle. ARGV: worker, ttl in ms. Registers (or refreshes) the worker as busy.
-_JOIN = """
+# Redis's own clock, in ms: the workers' clocks need not agree.
+_NOW = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+"""
+
+# KEYS: workers, idle. ARGV: worker, ttl in ms. Registers (or refreshes) the worker as busy.
+_JOIN = (
+    _NOW
+    + """
 redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 """
+)
 
 # The same for a worker still registered (a heartbeat after leaving must not bring it back).
-_BEAT = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+_BEAT = (
+    _NOW
+    + """
 redis.call('ZADD', KEYS[1], 'XX', now + ARGV[2], ARGV[1])
 """
+)
 
 # Forget the workers whose heartbeat is too old (killed): both sets.
-_FORGET_DEAD = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+_FORGET_DEAD = (
+    _NOW
+    + """
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     redis.call('SREM', KEYS[2], dead)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 """
+)
 
 # Marks the worker idle; returns how many other live workers are busy.
 _IDLE = (
@@ -97,8 +106,7 @@ class SharedScheduler(Scheduler):  # type: ignore[misc]
         scheduler.idle = False
         scheduler.heartbeat = None
         scheduler.poll = task.LoopingCall(scheduler._wake_engine)
-        prefix = str(crawler.settings.get("DEDUP_REDIS_PREFIX") or "technews:")
-        scheduler.prefix = prefix
+        scheduler.prefix = redis_prefix(crawler.settings)
         return scheduler
 
     # --- the workers ------------------------------------------------------------------------

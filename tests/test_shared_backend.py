@@ -327,33 +327,20 @@ def test_a_lost_redis_stops_every_worker_with_one_line_and_no_duplicate(
             assert (worker.output / path).is_file(), path
 
 
-def test_a_redis_that_does_not_answer_at_start_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("setting", ["DEDUP_BACKEND", "REDIS_URL"])
+def test_a_redis_that_does_not_answer_at_start_is_one_line(tmp_path: Path, setting: str):
     port = free_port()  # nothing listens there
     done = subprocess.run(
         [sys.executable, "-m", "scrapy", "crawl", "cnbeta", "-s", f"OUTPUT_DIR={tmp_path}",
-         "-s", f"DEDUP_BACKEND=redis://127.0.0.1:{port}/0"],
+         "-s", f"{setting}=redis://127.0.0.1:{port}/0"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: DEDUP_BACKEND: Redis at redis://127.0.0.1:{port}/0: "
+        f"error: {setting}: Redis at redis://127.0.0.1:{port}/0: "
         f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
     ]
     assert not list(tmp_path.glob("*/*/*.md"))
-
-
-def test_a_frontier_that_does_not_answer_at_start_is_one_line(tmp_path: Path) -> None:
-    port = free_port()
-    done = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "cnbeta", "-s", f"OUTPUT_DIR={tmp_path}",
-         "-s", f"REDIS_URL=redis://127.0.0.1:{port}/0"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        f"error: REDIS_URL: Redis at redis://127.0.0.1:{port}/0: "
-        f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."
-    ]
 
 
 def test_each_source_has_a_frontier_of_its_own() -> None:

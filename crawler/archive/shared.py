@@ -202,11 +202,16 @@ class SharedKeys:
         self._call(pipe.execute)
 
 
+def redis_prefix(settings: Any) -> str:
+    """What every key of ours in Redis starts with (DEDUP_REDIS_PREFIX)."""
+    return str(settings.get("DEDUP_REDIS_PREFIX") or "technews:")
+
+
 def connect_shared(settings: Any) -> SharedKeys:
     """The shared backend of ``DEDUP_BACKEND``, answering (else SharedUnavailable)."""
     shared = SharedKeys(
         str(settings.get("DEDUP_BACKEND")),
-        str(settings.get("DEDUP_REDIS_PREFIX") or "technews:"),
+        redis_prefix(settings),
         timedelta(seconds=settings.getfloat("DEDUP_CLAIM_TTL", 3600)),
     )
     shared.ping()

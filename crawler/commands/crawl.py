@@ -18,7 +18,6 @@ from scrapy.crawler import Crawler
 from scrapy.spiderloader import get_spider_loader
 
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
-from crawler.archive.service import SHARED_LOST
 from crawler.archive.shared import SharedUnavailable, check_shared
 from crawler.checks import SettingError, check_settings
 
@@ -78,10 +77,8 @@ class Command(crawl.Command):
             lock.release()
         crawler = self._crawler
         stats = crawler.stats if crawler is not None else None
-        if stats is not None and (
-            stats.get_value("finish_reason") == SHARED_LOST
-            or stats.get_value("archive/shared_unavailable")
-        ):
+        # Set by the archive service whenever Redis was lost (the crawl ends as SHARED_LOST).
+        if stats is not None and stats.get_value("archive/shared_unavailable"):
             self.exitcode = 1  # Scrapy's own command exits 0 for any finish reason
 
     def _create_crawler(self, spname: str) -> Crawler:

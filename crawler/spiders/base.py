@@ -303,6 +303,7 @@ class SiteSpider(HarvestSpider):
         self.requested.update(listing.url for listing in new)
         self.stat("seen", len(new))
         skipped = 0
+        shared_frontier = self.shared_frontier
         for listing in new:
             if not self.crawler.crawling:  # stopping (a signal): request no more
                 break
@@ -324,7 +325,7 @@ class SiteSpider(HarvestSpider):
                 # redirect loop (no callback, no errback): let it end in an error we count.
                 # A frontier shared by several workers (REDIS_URL) needs its filter: what
                 # another worker asked for is not asked for again.
-                dont_filter=not self.shared_frontier,
+                dont_filter=not shared_frontier,
             )
         self.logger.debug(
             "source %s: %d new articles listed, %d already archived",
