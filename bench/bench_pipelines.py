@@ -86,11 +86,11 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
 
     async def feed() -> None:
         await asyncio.gather(*(one(item) for item in items))
+        pipelines[0].close_spider()  # type: ignore[attr-defined] # its workers, on the loop
 
     began = time.perf_counter()
     asyncio.run(feed())
     elapsed = time.perf_counter() - began
-    pipelines[0].close_spider()  # type: ignore[attr-defined]
     archive.close()
     return elapsed, written
 

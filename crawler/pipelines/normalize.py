@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -16,6 +14,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
+from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers
 from crawler.post.cleaning import CleanBody, clean_body, clean_text, clean_title
 from crawler.post.keys import key_digest, story_keys
 
@@ -45,7 +44,8 @@ class NormalizePipeline:
         self.fallback_image = fallback_image
         self.max_title_length = max_title_length
         self.clean_processes = clean_processes
-        self._executor: Executor | None = None
+        self._workers: CleanWorkers | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
@@ -59,13 +59,13 @@ class NormalizePipeline:
         )
 
     async def process_item(self, item: Any) -> Any:
-        """The crawl's path: the body is cleaned (lxml, nh3: the CPU work) on the pipeline's
-        own thread while the reactor goes on; the rest, stats included, on the reactor."""
+        """The crawl's path: the body is cleaned (lxml, nh3: the CPU work) in a worker
+        process while the reactor goes on; the rest, stats included, on the reactor."""
         try:
             adapter, fields = self._check(item)
             try:
-                body = await asyncio.wrap_future(self._cleaner().submit(clean_body, *fields))
-            except BrokenProcessPool as error:
+                body = await self._clean(fields)
+            except CleanWorkerLost as error:
                 body = self._clean_after_lost_worker(error, fields)
             return self._finish(item, adapter, body)
         except _UNUSABLE as error:
@@ -80,35 +80,32 @@ class NormalizePipeline:
             self._unusable(item, error)
 
     def close_spider(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
-    def _cleaner(self) -> Executor:
+    async def _clean(self, fields: tuple[str, str | None, Any]) -> CleanBody:
         # CLEAN_PROCESSES worker processes: the lxml passes and their Python around them hold
         # the GIL, so only another process puts the cleaning on another core. 0: one thread
         # of the crawl's process (the reactor still goes on while nh3 sanitizes).
-        if self._executor is None:
-            if self.clean_processes > 0:
-                context = multiprocessing.get_context("forkserver")
-                # Workers fork from a server that imported the cleaning once: no re-import,
-                # and no fork of the crawl's own threads and locks.
-                context.set_forkserver_preload(["crawler.post.cleaning"])
-                self._executor = ProcessPoolExecutor(self.clean_processes, mp_context=context)
-            else:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")
-        return self._executor
+        if self.clean_processes > 0:
+            if self._workers is None:
+                self._workers = CleanWorkers(self.clean_processes)
+            return await self._workers.clean(*fields)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")
+        return await asyncio.wrap_future(self._thread.submit(clean_body, *fields))
 
     def _clean_after_lost_worker(
-        self, error: BrokenProcessPool, fields: tuple[str, str | None, Any]
+        self, error: CleanWorkerLost, fields: tuple[str, str | None, Any]
     ) -> CleanBody:
         # A worker killed under us (out of memory, a signal): this article is cleaned here,
-        # the next ones by a new pool; said and counted, not lost.
-        logger.warning("body-cleaning worker lost (%s); starting another", error)
+        # the next ones by a new worker; said and counted, not lost.
+        logger.warning("%s; starting another", error)
         self.stats.inc_value("normalize/clean_worker_lost")
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
         return clean_body(*fields)
 
     def _unusable(self, item: Any, error: BaseException) -> NoReturn:

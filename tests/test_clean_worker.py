@@ -1,0 +1,94 @@
+"""Body-cleaning worker processes: same result as cleaning in place, errors carried back,
+a killed worker's articles failed (not hung) and the worker replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from datetime import UTC, datetime
+
+import pytest
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.test import get_crawler
+
+from crawler.items import Article
+from crawler.pipelines.normalize import NormalizePipeline
+from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers
+from crawler.post.cleaning import clean_body
+from crawler.settings import FALLBACK_IMAGE
+
+BODY = '<div><p>正文 <img data-original="/a.jpg" src="grey.gif"></p><script>x()</script></div>'
+BASE = "https://news.example/a/1.html"
+
+
+async def test_a_worker_cleans_as_in_place_and_carries_errors_back() -> None:
+    async def run() -> tuple[object, BaseException]:
+        workers = CleanWorkers(2)
+        try:
+            results = await asyncio.gather(
+                *(workers.clean(BODY + f"<p>{n}</p>", BASE) for n in range(20))
+            )
+            with pytest.raises(TypeError) as raised:  # a body that is not text
+                await workers.clean(5, BASE)  # type: ignore[arg-type]
+            assert len(workers._workers) == 2
+            return results, raised.value
+        finally:
+            workers.close()
+
+    results, error = await deferred_from_coro(run())  # an asyncio task, as in a crawl
+    assert results == [clean_body(BODY + f"<p>{n}</p>", BASE) for n in range(20)]
+    assert "https://news.example/a.jpg" in results[0].html  # type: ignore[index]
+    assert isinstance(error, TypeError)
+
+
+async def test_a_killed_worker_fails_its_articles_and_is_replaced() -> None:
+    async def run() -> tuple[list[BaseException | object], object]:
+        workers = CleanWorkers(1)
+        try:
+            await workers.clean(BODY, BASE)
+            (worker,) = workers._workers
+            assert worker.transport is not None
+            os.kill(worker.transport.get_pid(), signal.SIGSTOP)  # it answers nothing now
+            held = [asyncio.ensure_future(workers.clean(BODY, BASE)) for _ in range(5)]
+            await asyncio.sleep(0.05)  # sent
+            os.kill(worker.transport.get_pid(), signal.SIGKILL)
+            outcomes = await asyncio.gather(*held, return_exceptions=True)
+            after = await asyncio.wait_for(workers.clean(BODY, BASE), timeout=30)
+            assert workers._workers[0] is not worker
+            return outcomes, after
+        finally:
+            workers.close()
+
+    outcomes, after = await deferred_from_coro(run())  # an asyncio task, as in a crawl
+    assert all(isinstance(outcome, CleanWorkerLost) for outcome in outcomes), outcomes
+    assert after == clean_body(BODY, BASE)
+
+
+async def test_the_pipeline_cleans_a_lost_workers_article_in_place_and_counts_it() -> None:
+    crawler = get_crawler(settings_dict={"FALLBACK_IMAGE": FALLBACK_IMAGE, "CLEAN_PROCESSES": 1})
+    crawler.stats.open_spider()
+    pipeline = NormalizePipeline.from_crawler(crawler)
+    item = Article(
+        title="标题", url=BASE, body=BODY, source="test",
+        published=datetime(2021, 7, 17, tzinfo=UTC),
+    )  # fmt: skip
+
+    async def run() -> Article:
+        try:
+            await pipeline.process_item(Article(item))  # the worker is up
+            assert pipeline._workers is not None
+            (worker,) = pipeline._workers._workers
+            assert worker.transport is not None
+            os.kill(worker.transport.get_pid(), signal.SIGSTOP)  # it answers nothing now
+            pending = asyncio.ensure_future(pipeline.process_item(Article(item)))
+            await asyncio.sleep(0.05)
+            os.kill(worker.transport.get_pid(), signal.SIGKILL)
+            return await pending
+        finally:
+            pipeline.close_spider()
+
+    done = await deferred_from_coro(run())  # an asyncio task, as in a crawl
+    assert done["body"] == clean_body(BODY, BASE).html
+    assert crawler.stats.get_value("normalize/clean_worker_lost") == 1
+    assert crawler.stats.get_value("normalize/ok") == 2
