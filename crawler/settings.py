@@ -63,6 +63,10 @@ ITEM_PIPELINES = {
 # that the crawl's own process keeps downloading and parsing on its core; 0: on a thread of
 # the crawl's process (one core in all).
 CLEAN_PROCESSES = 1
+# Post files (and their fsyncs) written by a helper process, a batch at a time, so that the
+# crawl's writer thread takes the GIL from the reactor once a batch instead of for every file
+# operation. False: written by the writer thread itself.
+WRITE_PROCESS = True
 # Items of one response taken through the pipelines at once. Scrapy starts this many tasks
 # for every response (its default, 100, costs more than the one article most pages give).
 CONCURRENT_ITEMS = 16

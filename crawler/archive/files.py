@@ -177,6 +177,32 @@ def fsync_folder(root: Path, folder: Path) -> None:
         os.close(fd)
 
 
+def write_posts(root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | Exception]:
+    """Each ``(relpath, data)`` inside ``root`` written as :func:`write_atomically` writes it
+    (True: written, False: already there), then each folder that got a new file fsynced once.
+    A post whose write or folder fsync failed gets its error (OSError, or ValueError for a
+    path that would leave the archive) in its place instead."""
+    results: list[bool | Exception] = []
+    folders: dict[Path, list[int]] = {}
+    for relpath, data in posts:
+        try:
+            target = resolve_inside(root, relpath)
+            written = write_atomically(target, data, root=root, sync_folder=False)
+        except (OSError, ValueError) as error:  # this post's, handed back to its caller
+            results.append(error)
+            continue
+        results.append(written)
+        if written:
+            folders.setdefault(target.parent, []).append(len(results) - 1)
+    for folder, positions in folders.items():
+        try:
+            fsync_folder(root, folder)
+        except OSError as error:
+            for position in positions:
+                results[position] = error
+    return results
+
+
 def _write_new(folder: int, name: str, data: bytes, shown: Path, *, sync_folder: bool) -> bool:
     if _existing(folder, name, shown):
         return False

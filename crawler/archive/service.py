@@ -40,14 +40,8 @@ from scrapy.utils.conf import build_component_list
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 
-from crawler.archive.files import (
-    fsync_folder,
-    post_entries,
-    post_relpath,
-    read_post,
-    resolve_inside,
-    write_atomically,
-)
+from crawler.archive.file_writer import FileWriterProcess
+from crawler.archive.files import post_entries, post_relpath, read_post, write_posts
 from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, indexed_paths
 from crawler.archive.shared import SharedKeys, SharedUnavailable, connect_shared, is_redis_url
 from crawler.archive.state import (
@@ -106,6 +100,9 @@ class ArchiveService:
         self.shared: SharedKeys | None = None
         self.shared_lost = False
         self._crawler: Crawler | None = None
+        # A crawl's post files are written by a helper process (WRITE_PROCESS), so that the
+        # writer thread holds the GIL once per batch, not for every file operation.
+        self.file_writer: FileWriterProcess | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -117,6 +114,8 @@ class ArchiveService:
         )
         service.stats = crawler.stats
         service._crawler = crawler
+        if settings.getbool("WRITE_PROCESS") and not service.read_only:
+            service.file_writer = FileWriterProcess()
         # A corrupt state stops the crawl here, before any request: one CorruptState line.
         check_state(service.output_dir)
         backend = str(settings.get("DEDUP_BACKEND") or "sqlite")
@@ -161,6 +160,8 @@ class ArchiveService:
             # By engine_stopped every item is done; a store still running is waited for.
             self._writer.shutdown(wait=True)
             self._writer = None
+        if self.file_writer is not None:
+            self.file_writer.close()
         if self._state is not None:
             if not self.read_only:
                 self._report_unindexed()
@@ -467,31 +468,28 @@ class ArchiveService:
         posts: list[tuple[bytes, dict[str, Any]]],
         results: list[StoredPost | BaseException | None],
     ) -> list[_StagedPost]:
-        """Each post's file written (not its folder fsynced), then each folder fsynced once;
-        a post whose file or folder failed gets its error in ``results``."""
+        """Each post's file written (:func:`write_posts`: in the file-writer process when the
+        crawl has one); a post whose file or folder failed gets its error in ``results``."""
         staged: dict[str, _StagedPost] = {}  # by relpath
-        folders: dict[Path, list[_StagedPost]] = {}
         for position, (data, fields) in enumerate(posts):
             try:
                 relpath = post_relpath(
                     fields["index"]["title"], fields["published"], key_digest(fields["title_key"])
                 )
-                if relpath in staged:
-                    staged[relpath].copies.append(position)  # resolved with its first copy
-                    continue
-                target = resolve_inside(root, relpath)
-                written = write_atomically(target, data, root=root, sync_folder=False)
             except Exception as error:  # handed to this post's caller, not swallowed
                 results[position] = error
                 continue
-            post = staged[relpath] = _StagedPost(position, relpath, written, data, fields)
-            if written:
-                folders.setdefault(target.parent, []).append(post)
-        for folder, written in folders.items():
-            try:
-                fsync_folder(root, folder)
-            except OSError as error:
-                _failed(results, written, error)
+            if relpath in staged:
+                staged[relpath].copies.append(position)  # resolved with its first copy
+                continue
+            staged[relpath] = _StagedPost(position, relpath, False, data, fields)
+        jobs = [(post.relpath, post.data) for post in staged.values()]
+        writer = self.file_writer.write_posts if self.file_writer else write_posts
+        for post, outcome in zip(staged.values(), writer(root, jobs), strict=True):
+            if isinstance(outcome, BaseException):
+                results[post.position] = outcome
+            else:
+                post.written = outcome
         return list(staged.values())
 
     def _index_lines(self, root: Path, posts: list[_StagedPost]) -> list[dict[str, Any] | None]:

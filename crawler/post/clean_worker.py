@@ -1,65 +1,37 @@
-"""Body cleaning in worker processes, driven by the crawl's event loop.
+"""Body cleaning in helper processes (crawler/child.py), driven by the crawl's event loop.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: its feeder and manager threads hold the
 crawl's GIL for every article (pickling, waking, handing results over), about 400 us of the
-crawl process's CPU per article against 530 us for cleaning it in place. Here each worker is
-a plain child process on two pipes, written and read by the event loop itself: no thread in
-the crawl's process, about a third of that cost.
+crawl process's CPU per article against 530 us for cleaning it in place. Here each worker's
+pipes are written and read by the event loop itself: no thread in the crawl's process, about
+a third of that cost.
 
-Protocol (our own child, so pickle is safe): each message is a 4-byte big-endian length and
-a pickle. Request ``(id, (raw, base_url, strip_selectors))``; reply ``(id, True, CleanBody)``
-or ``(id, False, exception)``. A worker exits when its input closes (the crawl ended or was
-killed), so none outlives the crawl.
+Request ``(id, (raw, base_url, strip_selectors))``; reply ``(id, True, CleanBody)`` or
+``(id, False, exception)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
-import os
 import pickle
-import signal
-import struct
-import sys
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import Any
 
+from crawler import child
 from crawler.post.cleaning import CleanBody, clean_body
-
-logger = logging.getLogger(__name__)
-
-_LENGTH = struct.Struct("!I")
 
 
 class CleanWorkerLost(RuntimeError):
     """A worker died (killed, out of memory) while it held this article."""
 
 
-def _frame(message: Any) -> bytes:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
-
-
-def _reply(request_id: int, args: tuple[Any, ...]) -> bytes:
+def _reply(request: tuple[int, tuple[Any, ...]]) -> tuple[int, bool, Any]:
+    request_id, args = request
     try:
-        return _frame((request_id, True, clean_body(*args)))
+        return request_id, True, clean_body(*args)
     except Exception as error:  # the article's own error, raised again in the crawl
-        try:
-            return _frame((request_id, False, error))
-        except Exception:  # an exception that does not pickle: its type and text
-            return _frame((request_id, False, ValueError(f"{type(error).__name__}: {error}")))
-
-
-def serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    """The worker's loop: clean each request, reply, until the input closes."""
-    while head := requests.read(_LENGTH.size):
-        if len(head) < _LENGTH.size:
-            return  # the crawl died mid-message
-        (size,) = _LENGTH.unpack(head)
-        request_id, args = pickle.loads(requests.read(size))
-        replies.write(_reply(request_id, args))
-        replies.flush()
+        return request_id, False, child.portable_error(error)
 
 
 class _Worker(asyncio.SubprocessProtocol):
@@ -81,17 +53,13 @@ class _Worker(asyncio.SubprocessProtocol):
         self.pending[request_id] = future
         stdin = self.transport.get_pipe_transport(0)
         assert isinstance(stdin, asyncio.WriteTransport)
-        stdin.write(_frame((request_id, args)))
+        stdin.write(child.frame((request_id, args)))
         return future
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         self._buffer += data
-        while len(self._buffer) >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(self._buffer)
-            end = _LENGTH.size + size
-            if len(self._buffer) < end:
-                return
-            request_id, ok, value = pickle.loads(self._buffer[_LENGTH.size : end])
+        while (end := child.frame_size(self._buffer)) is not None:
+            request_id, ok, value = pickle.loads(self._buffer[child.LENGTH_SIZE : end])
             del self._buffer[:end]
             future = self.pending.pop(request_id, None)
             if future is None or future.done():
@@ -155,19 +123,13 @@ class CleanWorkers:
         return min(self._workers, key=lambda worker: len(worker.pending))
 
     async def _start_one(self) -> None:
-        loop = asyncio.get_running_loop()
-        # The child imports this package as the crawl does: from the crawl's sys.path (a
-        # Scrapyd egg is on it, not installed).
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        _, worker = await loop.subprocess_exec(
+        _, worker = await asyncio.get_running_loop().subprocess_exec(
             _Worker,
-            sys.executable,
-            "-m",
-            __name__,
+            *child.command(__name__),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=None,  # its tracebacks, if any, go to the crawl's log output
-            env=env,
+            env=child.environment(),
         )
         self._workers.append(worker)
 
@@ -177,15 +139,5 @@ class CleanWorkers:
         self._workers = []
 
 
-def main() -> None:
-    # Replies go on the real stdout; anything a library prints goes to stderr instead.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    # The crawl's Ctrl-C reaches its whole process group: a graceful stop still cleans what
-    # is in flight, and this worker ends when the crawl closes its input.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(sys.stdin.buffer, replies)
-
-
 if __name__ == "__main__":
-    main()
+    child.serve(_reply)

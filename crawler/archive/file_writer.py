@@ -1,0 +1,49 @@
+"""Post files written by a helper process (crawler/child.py), one batch per call.
+
+A crawl's writer thread hands each batch here instead of writing it itself: the Python
+around every durable write (the safe path walk, the temporary file, the link, the fsyncs)
+holds the GIL, and in a thread of the crawl's process that time is taken from the reactor.
+The thread now waits on one pipe read per batch, without the GIL.
+
+Request ``(root, [(relpath, data), ...])``; reply :func:`~crawler.archive.files.write_posts`'s
+list, errors made portable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from crawler import child
+from crawler.archive.files import write_posts
+
+
+def _reply(request: tuple[str, list[tuple[str, bytes]]]) -> list[bool | BaseException]:
+    root, posts = request
+    return [
+        child.portable_error(result) if isinstance(result, BaseException) else result
+        for result in write_posts(Path(root), posts)
+    ]
+
+
+class FileWriterProcess:
+    """:func:`write_posts` in a helper process, started on first use and again when lost."""
+
+    def __init__(self) -> None:
+        self._child = child.BlockingChild(__name__)
+
+    def write_posts(self, root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | Exception]:
+        try:
+            results: list[bool | Exception] = self._child.call((str(root), list(posts)))
+        except child.ChildLost as error:
+            # Whether its files are on disk is unknown: they count as failed (retried next
+            # run, where a post found on disk gets its index line and keys, "repaired").
+            return [error] * len(posts)
+        return results
+
+    def close(self) -> None:
+        self._child.close()
+
+
+if __name__ == "__main__":
+    child.serve(_reply)
