@@ -92,3 +92,40 @@ def test_failed_pages_wait_longer_after_each_failure(tmp_path: Path) -> None:
     state.forget_failure(url)
     assert not state.in_failure_backoff(url, hour, now=MOMENT)
     state.close()
+
+
+def test_lookups_never_wait_for_the_writers_transaction(tmp_path: Path) -> None:
+    """The crawl thread's knows/in_failure_backoff read what is committed on a connection of
+    their own, while the writer thread holds a transaction open (the reactor never waits)."""
+    import threading
+    from datetime import timedelta
+
+    state = ArchiveState(tmp_path)
+    state.remember("2021/07/a.md", "title-a", "url-a")
+    state.record_failure("url-broken", "http_404")
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with state._lock, state._transaction():  # as remember_many holds them
+            state._db.execute(
+                "INSERT INTO story_keys (kind, key, path, archived_at) VALUES (?, ?, ?, ?)",
+                ("title", "title-b", "2021/07/b.md", "2021-07-17T00:00:00+00:00"),
+            )
+            inside.set()
+            release.wait(timeout=60)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(timeout=60)
+    try:
+        seen = (
+            state.knows(title_key="title-a"),
+            state.knows(title_key="title-b"),  # not committed yet
+            state.in_failure_backoff("url-broken", timedelta(hours=1)),
+        )
+    finally:
+        release.set()
+        thread.join()
+    assert seen == ("title", None, True)
+    assert state.knows(title_key="title-b") == "title"  # committed now
+    state.close()

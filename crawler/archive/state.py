@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from crawler.archive.files import SymlinkRefused, open_file
 
@@ -168,6 +168,10 @@ class ArchiveState:
         self.path = self.output_dir / STATE_FILE
         self.read_only = read_only
         self._lock = threading.RLock()
+        # The crawl thread's lookups (knows) on a connection of their own: in WAL mode they
+        # never wait for the writer thread's transactions, so the reactor never does.
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
         if read_only:
             try:
                 self._db = _open_read_only(self.path)
@@ -195,7 +199,24 @@ class ArchiveState:
 
     @_serialized
     def close(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self._db.close()
+
+    def _lookup(self, sql: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The first row of a query, read on the lookup connection (what is committed)."""
+        if self.read_only:
+            with self._lock:
+                return self._db.execute(sql, parameters).fetchone()
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                )
+                self._reader.execute("PRAGMA query_only=ON")
+            return self._reader.execute(sql, parameters).fetchone()
 
     # --- the rules the keys were computed with ---------------------------------------------
 
@@ -217,16 +238,13 @@ class ArchiveState:
 
     # --- dedup keys -------------------------------------------------------------------------
 
-    @_serialized
     def knows(self, title_key: str | None = None, url_key: str | None = None) -> str | None:
-        """Which of the given keys the archive already holds: 'title', 'url' or None."""
+        """Which of the given keys the archive already holds (committed): 'title', 'url' or
+        None."""
         for kind, key in (("url", url_key), ("title", title_key)):
             if key is None:
                 continue
-            row = self._db.execute(
-                "SELECT 1 FROM story_keys WHERE kind = ? AND key = ?", (kind, key)
-            ).fetchone()
-            if row:
+            if self._lookup("SELECT 1 FROM story_keys WHERE kind = ? AND key = ?", (kind, key)):
                 return kind
         return None
 
@@ -279,7 +297,6 @@ class ArchiveState:
 
     # --- article pages that failed ------------------------------------------------------------
 
-    @_serialized
     def in_failure_backoff(
         self, url_key: str, backoff: timedelta, now: datetime | None = None
     ) -> bool:
@@ -288,9 +305,9 @@ class ArchiveState:
         It waits ``backoff`` after its first failure, twice that after the second, and so
         on, up to MAX_FAILURE_BACKOFF.
         """
-        row = self._db.execute(
+        row = self._lookup(
             "SELECT attempts, failed_at FROM fetch_failures WHERE url_key = ?", (url_key,)
-        ).fetchone()
+        )
         if not row:
             return False
         attempts, failed_at = row
