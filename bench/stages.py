@@ -63,9 +63,9 @@ def stage_times(count: int, output: Path) -> dict[str, float]:
     dedup = DedupPipeline(crawler.stats, archive)
     validate = ValidatePipeline(crawler.stats)
     write = WritePipeline(crawler.stats, archive)
-    import crawler.pipelines.normalize as normalize_module
+    import crawler.post.article as article_module
 
-    normalize_module.clean_body = timed_body  # type: ignore[assignment]
+    article_module.clean_body = timed_body  # type: ignore[assignment]
 
     async def path() -> None:
         for item in articles(count):
@@ -85,7 +85,7 @@ def stage_times(count: int, output: Path) -> dict[str, float]:
     finally:
         archive.close()
         cleaning._SANITIZER, cleaning.encode_for_post = sanitizer, encode
-        normalize_module.clean_body = body
+        article_module.clean_body = body
     totals["clean"] = totals["clean_body"] - totals["sanitize"] - totals["encode"]
     totals["normalize_rest"] = totals["normalize"] - totals["clean_body"]
     return {name: totals[name] / count * 1e6 for name in STAGES}

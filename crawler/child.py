@@ -82,8 +82,14 @@ def serve(handle: Callable[[Any], Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = sys.stdin.buffer
     while (request := read_message(requests)) is not None:
-        replies.write(frame(handle(request)))
-        replies.flush()
+        reply = frame(handle(request))
+        try:
+            replies.write(reply)
+            replies.flush()
+        except BrokenPipeError:  # the crawl is gone (stopped at once, killed)
+            with contextlib.suppress(BrokenPipeError):
+                replies.close()  # what is still buffered has nobody to go to
+            return
 
 
 class BlockingChild:

@@ -14,12 +14,19 @@ from scrapy.utils.test import get_crawler
 
 from crawler.items import Article
 from crawler.pipelines.normalize import NormalizePipeline
+from crawler.post.article import finish_article
 from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers
 from crawler.post.cleaning import clean_body
 from crawler.settings import FALLBACK_IMAGE
 
 BODY = '<div><p>正文 <img data-original="/a.jpg" src="grey.gif"></p><script>x()</script></div>'
 BASE = "https://news.example/a/1.html"
+FIELDS = {"title": "标题", "url": BASE, "published": datetime(2021, 7, 17, tzinfo=UTC)}
+
+
+def job(body: object) -> tuple[object, ...]:
+    """finish_article's arguments for an article with this body."""
+    return (body, BASE, (), FIELDS, FALLBACK_IMAGE)
 
 
 async def test_a_worker_cleans_as_in_place_and_carries_errors_back() -> None:
@@ -27,18 +34,18 @@ async def test_a_worker_cleans_as_in_place_and_carries_errors_back() -> None:
         workers = CleanWorkers(2)
         try:
             results = await asyncio.gather(
-                *(workers.clean(BODY + f"<p>{n}</p>", BASE) for n in range(20))
+                *(workers.finish(*job(BODY + f"<p>{n}</p>")) for n in range(20))
             )
             with pytest.raises(TypeError) as raised:  # a body that is not text
-                await workers.clean(5, BASE)  # type: ignore[arg-type]
+                await workers.finish(*job(5))
             assert len(workers._workers) == 2
             return results, raised.value
         finally:
             workers.close()
 
     results, error = await deferred_from_coro(run())  # an asyncio task, as in a crawl
-    assert results == [clean_body(BODY + f"<p>{n}</p>", BASE) for n in range(20)]
-    assert "https://news.example/a.jpg" in results[0].html  # type: ignore[index]
+    assert results == [finish_article(*job(BODY + f"<p>{n}</p>")) for n in range(20)]
+    assert "https://news.example/a.jpg" in results[0]["body"]  # type: ignore[index]
     assert isinstance(error, TypeError)
 
 
@@ -46,15 +53,15 @@ async def test_a_killed_worker_fails_its_articles_and_is_replaced() -> None:
     async def run() -> tuple[list[BaseException | object], object]:
         workers = CleanWorkers(1)
         try:
-            await workers.clean(BODY, BASE)
+            await workers.finish(*job(BODY))
             (worker,) = workers._workers
             assert worker.transport is not None
             os.kill(worker.transport.get_pid(), signal.SIGSTOP)  # it answers nothing now
-            held = [asyncio.ensure_future(workers.clean(BODY, BASE)) for _ in range(5)]
+            held = [asyncio.ensure_future(workers.finish(*job(BODY))) for _ in range(5)]
             await asyncio.sleep(0.05)  # sent
             os.kill(worker.transport.get_pid(), signal.SIGKILL)
             outcomes = await asyncio.gather(*held, return_exceptions=True)
-            after = await asyncio.wait_for(workers.clean(BODY, BASE), timeout=30)
+            after = await asyncio.wait_for(workers.finish(*job(BODY)), timeout=30)
             assert workers._workers[0] is not worker
             return outcomes, after
         finally:
@@ -62,7 +69,7 @@ async def test_a_killed_worker_fails_its_articles_and_is_replaced() -> None:
 
     outcomes, after = await deferred_from_coro(run())  # an asyncio task, as in a crawl
     assert all(isinstance(outcome, CleanWorkerLost) for outcome in outcomes), outcomes
-    assert after == clean_body(BODY, BASE)
+    assert after == finish_article(*job(BODY))
 
 
 async def test_the_pipeline_cleans_a_lost_workers_article_in_place_and_counts_it() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -14,14 +13,19 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
+from crawler.post.article import finish_article
 from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers
-from crawler.post.cleaning import CleanBody, clean_body, clean_text, clean_title
-from crawler.post.keys import key_digest, story_keys
+from crawler.post.cleaning import clean_text, clean_title
 
 logger = logging.getLogger(__name__)
 
 # What one article's data can raise on its way through: the article is dropped, not the run.
 _UNUSABLE = (ValueError, TypeError, UnicodeError, OverflowError, RecursionError)
+# What finish_article reads of an item, besides the checked title, url and published.
+_FINISH_FIELDS = (
+    "title", "url", "published", "categories", "author", "source", "image", "thumb",
+    "fallback_image", "has_own_url", "identity",
+)  # fmt: skip
 # Characters of raw body HTML kept at most (2 M: ten times a long article with markup).
 MAX_BODY_LENGTH = 2_000_000
 
@@ -59,23 +63,24 @@ class NormalizePipeline:
         )
 
     async def process_item(self, item: Any) -> Any:
-        """The crawl's path: the body is cleaned (lxml, nh3: the CPU work) in a worker
-        process while the reactor goes on; the rest, stats included, on the reactor."""
+        """The crawl's path: the body is cleaned and the values finished (lxml, nh3, URL
+        canonicalization: the CPU work) in a worker process while the reactor goes on; the
+        checks and stats on the reactor."""
         try:
-            adapter, fields = self._check(item)
+            adapter, job = self._check(item)
             try:
-                body = await self._clean(fields)
+                values = await self._finish_elsewhere(job)
             except CleanWorkerLost as error:
-                body = self._clean_after_lost_worker(error, fields)
-            return self._finish(item, adapter, body)
+                values = self._finish_after_lost_worker(error, job)
+            return self._done(item, adapter, values)
         except _UNUSABLE as error:
             self._unusable(item, error)
 
     def normalize(self, item: Any) -> Any:
         """The same, all on the calling thread (tests, commands without a reactor)."""
         try:
-            adapter, fields = self._check(item)
-            return self._finish(item, adapter, clean_body(*fields))
+            adapter, job = self._check(item)
+            return self._done(item, adapter, finish_article(*job))
         except _UNUSABLE as error:
             self._unusable(item, error)
 
@@ -87,26 +92,26 @@ class NormalizePipeline:
             self._thread.shutdown(wait=True)
             self._thread = None
 
-    async def _clean(self, fields: tuple[str, str | None, Any]) -> CleanBody:
+    async def _finish_elsewhere(self, job: tuple[Any, ...]) -> dict[str, Any]:
         # CLEAN_PROCESSES worker processes: the lxml passes and their Python around them hold
         # the GIL, so only another process puts the cleaning on another core. 0: one thread
         # of the crawl's process (the reactor still goes on while nh3 sanitizes).
         if self.clean_processes > 0:
             if self._workers is None:
                 self._workers = CleanWorkers(self.clean_processes)
-            return await self._workers.clean(*fields)
+            return await self._workers.finish(*job)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")
-        return await asyncio.wrap_future(self._thread.submit(clean_body, *fields))
+        return await asyncio.wrap_future(self._thread.submit(finish_article, *job))
 
-    def _clean_after_lost_worker(
-        self, error: CleanWorkerLost, fields: tuple[str, str | None, Any]
-    ) -> CleanBody:
-        # A worker killed under us (out of memory, a signal): this article is cleaned here,
+    def _finish_after_lost_worker(
+        self, error: CleanWorkerLost, job: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        # A worker killed under us (out of memory, a signal): this article is finished here,
         # the next ones by a new worker; said and counted, not lost.
         logger.warning("%s; starting another", error)
         self.stats.inc_value("normalize/clean_worker_lost")
-        return clean_body(*fields)
+        return finish_article(*job)
 
     def _unusable(self, item: Any, error: BaseException) -> NoReturn:
         # Hostile or malformed data in one article (a value lxml refuses, a date out of
@@ -114,8 +119,9 @@ class NormalizePipeline:
         url = ItemAdapter(item).get("url")
         self._drop("unusable", f"unusable article ({type(error).__name__}: {error}): {url}")
 
-    def _check(self, item: Any) -> tuple[ItemAdapter, tuple[str, str | None, Any]]:
-        """The article's title, URL and time checked (or dropped); clean_body's arguments."""
+    def _check(self, item: Any) -> tuple[ItemAdapter, tuple[Any, ...]]:
+        """The article's title, URL and time checked (or dropped); finish_article's
+        arguments."""
         adapter = ItemAdapter(item)
         url = clean_text(adapter.get("url") or "") or None
         title = clean_title(adapter.get("title") or "")
@@ -141,60 +147,16 @@ class NormalizePipeline:
         adapter["title"] = title
         adapter["url"] = url
         adapter["published"] = published
-        return adapter, (raw_body, base, adapter.get("strip_selectors") or ())
+        fields = {name: adapter.get(name) for name in _FINISH_FIELDS}
+        strip = tuple(adapter.get("strip_selectors") or ())
+        return adapter, (raw_body, base, strip, fields, self.fallback_image)
 
-    def _finish(self, item: Any, adapter: ItemAdapter, body: CleanBody) -> Any:
-        title, url, published = adapter["title"], adapter["url"], adapter["published"]
-        adapter["categories"] = _clean_list(adapter.get("categories") or [])
-        adapter["author"] = clean_text(adapter.get("author") or "") or clean_text(
-            adapter.get("source") or ""
-        )
-        adapter["body"] = body.html or _link_only_body(url)
-        adapter["lead_image"] = (
-            _absolute_image(adapter.get("image"))
-            or body.first_image
-            or _absolute_image(adapter.get("thumb"))
-            or _absolute_image(adapter.get("fallback_image"))
-            or self._fallback_for(title, published, url)
-        )
-        adapter["has_own_url"] = bool(url) and adapter.get("has_own_url", True) is not False
-        # The story's dedup keys, computed once here for dedup and write.
-        adapter["title_key"], adapter["url_key"] = story_keys(
-            title, published, url, adapter["has_own_url"], clean_text(adapter.get("identity") or "")
-        )
+    def _done(self, item: Any, adapter: ItemAdapter, values: dict[str, Any]) -> Any:
+        for name, value in values.items():
+            adapter[name] = value
         self.stats.inc_value("normalize/ok")
         return item
 
     def _drop(self, reason: str, message: str) -> NoReturn:
         self.stats.inc_value(f"normalize/dropped/{reason}")
         raise DropItem(message)
-
-    def _fallback_for(self, title: str, published: datetime, url: str | None) -> str:
-        # N stable per article: derived from the article's title key.
-        title_key, _ = story_keys(title, published, url, has_own_url=False)
-        n = int(key_digest(title_key), 16) % 1000
-        return self.fallback_image.replace("{n}", str(n))
-
-
-def _clean_list(values: list[str] | str) -> list[str]:
-    if isinstance(values, str):
-        values = [values]
-    cleaned = (clean_text(str(value)) for value in values)
-    return [value for value in cleaned if value]
-
-
-def _absolute_image(value: object) -> str | None:
-    """An image URL usable as a lead image (absolute http(s)), or None."""
-    if not isinstance(value, str):
-        return None
-    url = clean_text(value)
-    if url.startswith("//"):
-        url = "https:" + url
-    return url if url.startswith(("http://", "https://")) else None
-
-
-def _link_only_body(url: str | None) -> str:
-    """The body of an article that has none (a link-only feed entry): a link to it."""
-    if not url:
-        return "<p></p>"
-    return clean_body(f'<p><a href="{html.escape(url)}">{html.escape(url)}</a></p>', url).html

@@ -1,4 +1,5 @@
-"""Body cleaning in helper processes (crawler/child.py), driven by the crawl's event loop.
+"""Articles finished (body cleaned, values and keys computed) in helper processes
+(crawler/child.py), driven by the crawl's event loop.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: its feeder and manager threads hold the
 crawl's GIL for every article (pickling, waking, handing results over), about 400 us of the
@@ -6,7 +7,7 @@ crawl process's CPU per article against 530 us for cleaning it in place. Here ea
 pipes are written and read by the event loop itself: no thread in the crawl's process, about
 a third of that cost.
 
-Request ``(id, (raw, base_url, strip_selectors))``; reply ``(id, True, CleanBody)`` or
+Request ``(id, finish_article's arguments)``; reply ``(id, True, its values)`` or
 ``(id, False, exception)``.
 """
 
@@ -15,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import pickle
-from collections.abc import Iterable
 from typing import Any
 
 from crawler import child
-from crawler.post.cleaning import CleanBody, clean_body
+from crawler.post.article import finish_article
 
 
 class CleanWorkerLost(RuntimeError):
@@ -29,7 +29,7 @@ class CleanWorkerLost(RuntimeError):
 def _reply(request: tuple[int, tuple[Any, ...]]) -> tuple[int, bool, Any]:
     request_id, args = request
     try:
-        return request_id, True, clean_body(*args)
+        return request_id, True, finish_article(*args)
     except Exception as error:  # the article's own error, raised again in the crawl
         return request_id, False, child.portable_error(error)
 
@@ -39,7 +39,7 @@ class _Worker(asyncio.SubprocessProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.SubprocessTransport | None = None
-        self.pending: dict[int, asyncio.Future[CleanBody]] = {}
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.alive = True
         self._buffer = bytearray()
 
@@ -47,9 +47,9 @@ class _Worker(asyncio.SubprocessProtocol):
         assert isinstance(transport, asyncio.SubprocessTransport)
         self.transport = transport
 
-    def send(self, request_id: int, args: tuple[Any, ...]) -> asyncio.Future[CleanBody]:
+    def send(self, request_id: int, args: tuple[Any, ...]) -> asyncio.Future[dict[str, Any]]:
         assert self.transport is not None
-        future: asyncio.Future[CleanBody] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         stdin = self.transport.get_pipe_transport(0)
         assert isinstance(stdin, asyncio.WriteTransport)
@@ -102,11 +102,10 @@ class CleanWorkers:
         self._starting: asyncio.Future[None] | None = None
         self._ids = itertools.count()
 
-    async def clean(
-        self, raw: str, base_url: str | None, strip_selectors: Iterable[str] = ()
-    ) -> CleanBody:
+    async def finish(self, *args: Any) -> dict[str, Any]:
+        """:func:`~crawler.post.article.finish_article` of ``args``, in a worker."""
         worker = await self._least_busy()
-        return await worker.send(next(self._ids), (raw, base_url, tuple(strip_selectors)))
+        return await worker.send(next(self._ids), args)
 
     async def _least_busy(self) -> _Worker:
         self._workers = [worker for worker in self._workers if worker.alive]
