@@ -15,7 +15,7 @@ from scrapy.utils.test import get_crawler
 from crawler.items import Article
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.post.article import finish_article
-from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers
+from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers, shared_workers
 from crawler.post.cleaning import clean_body
 from crawler.settings import FALLBACK_IMAGE
 
@@ -99,3 +99,24 @@ async def test_the_pipeline_cleans_a_lost_workers_article_in_place_and_counts_it
     assert done["body"] == clean_body(BODY, BASE).html
     assert crawler.stats.get_value("normalize/clean_worker_lost") == 1
     assert crawler.stats.get_value("normalize/ok") == 2
+
+
+async def test_the_crawls_of_one_process_share_their_workers() -> None:
+    async def pids() -> list[int]:
+        settings = {"FALLBACK_IMAGE": FALLBACK_IMAGE, "CLEAN_PROCESSES": 1}
+        crawler = get_crawler(settings_dict=settings)
+        crawler.stats.open_spider()
+        pipeline = NormalizePipeline.from_crawler(crawler)
+        item = Article(
+            title="标题", url=BASE, body=BODY, source="test", published=FIELDS["published"]
+        )
+        await pipeline.process_item(item)
+        assert pipeline._workers is not None
+        running = [worker.transport.get_pid() for worker in pipeline._workers._workers]
+        pipeline.close_spider()  # the worker stays for the next crawl
+        assert shared_workers(1) is not shared_workers(2)
+        return running
+
+    first = await deferred_from_coro(pids())
+    second = await deferred_from_coro(pids())
+    assert first == second and len(first) == 1

@@ -11,6 +11,7 @@ list, errors made portable.
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,19 @@ class FileWriterProcess:
 
     def close(self) -> None:
         self._child.close()
+
+
+_shared: FileWriterProcess | None = None
+
+
+def shared_file_writer() -> FileWriterProcess:
+    """This process's file writer: the crawls of one process (a harvest's sources, a test
+    session) share it. It ends with the process (its input closes)."""
+    global _shared
+    if _shared is None:
+        _shared = FileWriterProcess()
+        atexit.register(_shared.close)
+    return _shared
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from scrapy.utils.conf import build_component_list
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 
-from crawler.archive.file_writer import FileWriterProcess
+from crawler.archive.file_writer import FileWriterProcess, shared_file_writer
 from crawler.archive.files import post_entries, post_relpath, read_post, write_posts
 from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, indexed_paths
 from crawler.archive.shared import SharedKeys, SharedUnavailable, connect_shared, is_redis_url
@@ -115,7 +115,7 @@ class ArchiveService:
         service.stats = crawler.stats
         service._crawler = crawler
         if settings.getbool("WRITE_PROCESS") and not service.read_only:
-            service.file_writer = FileWriterProcess()
+            service.file_writer = shared_file_writer()
         # A corrupt state stops the crawl here, before any request: one CorruptState line.
         check_state(service.output_dir)
         backend = str(settings.get("DEDUP_BACKEND") or "sqlite")
@@ -160,8 +160,6 @@ class ArchiveService:
             # By engine_stopped every item is done; a store still running is waited for.
             self._writer.shutdown(wait=True)
             self._writer = None
-        if self.file_writer is not None:
-            self.file_writer.close()
         if self._state is not None:
             if not self.read_only:
                 self._report_unindexed()

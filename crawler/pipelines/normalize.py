@@ -14,7 +14,7 @@ from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
 from crawler.post.article import finish_article
-from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers
+from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers, shared_workers
 from crawler.post.cleaning import clean_text, clean_title
 
 logger = logging.getLogger(__name__)
@@ -85,9 +85,8 @@ class NormalizePipeline:
             self._unusable(item, error)
 
     def close_spider(self) -> None:
-        if self._workers is not None:
-            self._workers.close()
-            self._workers = None
+        # The worker processes stay for the next crawl of this process (shared_workers).
+        self._workers = None
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
@@ -98,7 +97,7 @@ class NormalizePipeline:
         # of the crawl's process (the reactor still goes on while nh3 sanitizes).
         if self.clean_processes > 0:
             if self._workers is None:
-                self._workers = CleanWorkers(self.clean_processes)
+                self._workers = shared_workers(self.clean_processes)
             return await self._workers.finish(*job)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean")

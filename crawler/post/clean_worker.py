@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import pickle
+import weakref
 from typing import Any
 
 from crawler import child
@@ -136,6 +137,22 @@ class CleanWorkers:
         for worker in self._workers:
             worker.close()
         self._workers = []
+
+
+# The workers of each event loop, by their number: the crawls of one process (a harvest's
+# sources, a test session) share them instead of starting their own. They end with the
+# process (their input closes), or when their loop is gone.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, CleanWorkers]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_workers(processes: int) -> CleanWorkers:
+    """The running loop's ``processes`` workers (call from a coroutine)."""
+    by_size = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    if processes not in by_size:
+        by_size[processes] = CleanWorkers(processes)
+    return by_size[processes]
 
 
 if __name__ == "__main__":
