@@ -376,7 +376,7 @@ def test_a_crawl_never_started_is_reported_not_run(sigint_in_the_first_crawl: In
 @background_job
 def sigint_twice(home: Path) -> Interrupted:
     """A feed of 2,000 entries and one the server holds (so the graceful stop cannot end):
-    SIGINT once posts are on disk, then SIGINT again once the harvest said it stops."""
+    SIGINT once a post is stored, then SIGINT again once the harvest said it stops."""
     held = Held(lambda: Response(rss(rss_items(1)), content_type=RSS))
     with fixture_server() as site:
         site.no_handler_status_code = 404
@@ -389,7 +389,8 @@ def sigint_twice(home: Path) -> Interrupted:
         running = start_harvest(home, sources, "--json")
         try:
             wait_for(held.entered.is_set, "the held feed to be asked for")
-            wait_for(lambda: post_files(running.output), "the first post on disk")
+            # Stored and counted (its file on disk comes earlier, from the file writer).
+            wait_for(lambda: running.logged("INFO: wrote "), "the first post stored")
             done = stopped(running, signal.SIGINT, signal.SIGINT)
         finally:
             held.released.set()
