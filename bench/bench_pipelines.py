@@ -20,12 +20,13 @@ from pathlib import Path
 from scrapy.exceptions import DropItem
 from scrapy.utils.test import get_crawler
 
+from crawler.archive.file_writer import shared_file_writer
 from crawler.archive.service import ArchiveService
 from crawler.items import Article
 from crawler.pipelines.dedup import DedupPipeline
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.pipelines.write import WritePipeline
-from crawler.settings import CLEAN_PROCESSES, FALLBACK_IMAGE
+from crawler.settings import CLEAN_PROCESSES, FALLBACK_IMAGE, WRITE_PROCESS
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "fixtures" / "golden" / "cnbeta-2021-07-17.md"
@@ -64,6 +65,8 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
     )
     crawler.stats.open_spider()
     archive = ArchiveService(output, timedelta(hours=1))  # what EXTENSIONS builds in a crawl
+    if WRITE_PROCESS:
+        archive.file_writer = shared_file_writer()  # as a crawl writes its post files
     pipelines = [
         NormalizePipeline.from_crawler(crawler),
         DedupPipeline(crawler.stats, archive),
