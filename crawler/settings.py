@@ -67,6 +67,10 @@ CLEAN_PROCESSES = 1
 # crawl's writer thread takes the GIL from the reactor once a batch instead of for every file
 # operation. False: written by the writer thread itself.
 WRITE_PROCESS = True
+# Posts handed to the writer within this many seconds are stored as one batch (one fsync of
+# each folder, one index append, one key transaction). 0: each batch as soon as the writer
+# is free.
+WRITE_BATCH_DELAY = 0.01
 # Items of one response taken through the pipelines at once. Scrapy starts this many tasks
 # for every response (its default, 100, costs more than the one article most pages give).
 CONCURRENT_ITEMS = 16

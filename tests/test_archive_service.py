@@ -116,3 +116,41 @@ async def test_posts_stored_on_the_writer_thread_while_the_crawl_thread_records(
     assert db.execute("SELECT COUNT(*) FROM fetch_failures").fetchone()[0] == 200
     lines = (tmp_path / ".index.jsonl").read_text(encoding="utf-8").splitlines()
     assert sorted(json.loads(line)["path"] for line in lines) == sorted(relpaths)
+
+
+@pytest_twisted.ensureDeferred
+async def test_posts_handed_over_within_the_batch_delay_are_stored_as_one_batch(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from scrapy.utils.defer import deferred_from_coro
+
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    service.batch_delay = 0.05
+    batches: list[int] = []
+    real_store = service.store_posts
+
+    def recording_store(posts: list) -> list:  # type: ignore[type-arg]
+        batches.append(len(posts))
+        return real_store(posts)
+
+    service.store_posts = recording_store  # type: ignore[method-assign]
+    data = b"\n---\ntitle: 'x'\ndate: Sat, 17 Jul 2021 14:35:32 GMT\n---\n"
+
+    async def crawl() -> list[bool]:
+        stores = []
+        for n in range(20):
+            title = f"Story {n}"
+            title_key, url_key = story_keys(title, PUBLISHED, f"https://e.com/{n}", True)
+            index = {"title": title, "date": http_date(PUBLISHED), "url": f"https://e.com/{n}",
+                     "source": "e", "categories": []}  # fmt: skip
+            stores.append(service.store_post_in_writer(
+                data, published=PUBLISHED, title_key=title_key, url_key=url_key, index=index
+            ))  # fmt: skip
+        return [stored.written for stored in await asyncio.gather(*stores)]
+
+    written = await deferred_from_coro(crawl())
+    service.close()
+    assert written == [True] * 20
+    assert batches == [20]  # handed over at once, well within the delay: one batch

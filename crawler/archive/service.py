@@ -95,6 +95,10 @@ class ArchiveService:
         self._pending: list[tuple[bytes, dict[str, Any], Future[StoredPost]]] = []
         self._pending_lock = threading.Lock()
         self._drain_scheduled = False
+        # Seconds a batch waits for more posts before the writer takes it (WRITE_BATCH_DELAY):
+        # fewer, larger batches mean fewer folder fsyncs, index appends and transactions,
+        # and fewer wake-ups of the writer thread taking the GIL from the reactor.
+        self.batch_delay = 0.0
         # DEDUP_BACKEND = a Redis URL: story keys, validators and failure memory shared with
         # other workers (crawler/archive/shared.py); lost once, the crawl stops.
         self.shared: SharedKeys | None = None
@@ -116,6 +120,7 @@ class ArchiveService:
         service._crawler = crawler
         if settings.getbool("WRITE_PROCESS") and not service.read_only:
             service.file_writer = shared_file_writer()
+        service.batch_delay = settings.getfloat("WRITE_BATCH_DELAY")
         # A corrupt state stops the crawl here, before any request: one CorruptState line.
         check_state(service.output_dir)
         backend = str(settings.get("DEDUP_BACKEND") or "sqlite")
@@ -523,7 +528,12 @@ class ArchiveService:
                     self._writer = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="archive-writer"
                     )
-                self._writer.submit(self._store_pending)
+                if self.batch_delay > 0:  # the posts of the next moments join this batch
+                    asyncio.get_running_loop().call_later(
+                        self.batch_delay, self._writer.submit, self._store_pending
+                    )
+                else:
+                    self._writer.submit(self._store_pending)
         return await asyncio.wrap_future(done)
 
     def _store_pending(self) -> None:
