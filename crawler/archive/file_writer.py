@@ -21,9 +21,13 @@ from crawler.archive.files import write_posts
 
 def _reply(request: tuple[str, list[tuple[str, bytes]]]) -> list[bool | BaseException]:
     root, posts = request
+    try:
+        results = write_posts(Path(root), posts)
+    except Exception as error:  # a bug, not a disk: the batch fails with it, the helper stays
+        return [child.portable_error(error)] * len(posts)
     return [
         child.portable_error(result) if isinstance(result, BaseException) else result
-        for result in write_posts(Path(root), posts)
+        for result in results
     ]
 
 

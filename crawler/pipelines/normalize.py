@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 # What one article's data can raise on its way through: the article is dropped, not the run.
 _UNUSABLE = (ValueError, TypeError, UnicodeError, OverflowError, RecursionError)
-# What finish_article reads of an item, besides the checked title, url and published.
+# What finish_article reads of an item (title, url and published as _check left them).
 _FINISH_FIELDS = (
     "title", "url", "published", "categories", "author", "source", "image", "thumb",
     "fallback_image", "has_own_url", "identity",
