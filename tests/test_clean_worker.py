@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from scrapy.utils.defer import deferred_from_coro
@@ -120,3 +123,24 @@ async def test_the_crawls_of_one_process_share_their_workers() -> None:
     first = await deferred_from_coro(pids())
     second = await deferred_from_coro(pids())
     assert first == second and len(first) == 1
+
+
+def test_no_worker_outlives_the_process_that_started_it() -> None:
+    script = (
+        "import asyncio\n"
+        "from datetime import UTC, datetime\n"
+        "from crawler.post.clean_worker import shared_workers\n"
+        "fields = {'title': 't', 'url': 'https://e.com/', 'published': datetime(2021, 7, 17, "
+        "tzinfo=UTC)}\n"
+        "async def main():\n"
+        "    workers = shared_workers(1)\n"
+        "    await workers.finish('<p>x</p>', 'https://e.com/', (), fields, 'f')\n"
+        "    print(workers._workers[0].transport.get_pid(), flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.split()[-1])
+    assert not Path(f"/proc/{pid}").exists()  # stopped and reaped before the process ended

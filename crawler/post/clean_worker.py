@@ -14,8 +14,13 @@ Request ``(id, finish_article's arguments)``; reply ``(id, True, its values)`` o
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import itertools
+import os
 import pickle
+import signal
+import time
 import weakref
 from typing import Any
 
@@ -149,10 +154,35 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, CleanWor
 
 def shared_workers(processes: int) -> CleanWorkers:
     """The running loop's ``processes`` workers (call from a coroutine)."""
+    if not _SHARED:
+        atexit.register(_stop_shared_workers)
     by_size = _SHARED.setdefault(asyncio.get_running_loop(), {})
     if processes not in by_size:
         by_size[processes] = CleanWorkers(processes)
     return by_size[processes]
+
+
+def _stop_shared_workers() -> None:
+    """At the crawl process's exit (its loop may be closed already): the shared workers
+    stopped and waited for, so that none outlives the process that started it."""
+    pids = [
+        worker.transport.get_pid()
+        for by_size in list(_SHARED.values())
+        for workers in by_size.values()
+        for worker in workers._workers
+        if worker.transport is not None and worker.transport.get_returncode() is None
+    ]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # gone already
+            os.kill(pid, signal.SIGTERM)  # it holds nothing: its work is done by now
+    for pid in pids:
+        for _ in range(200):  # up to 2 s each
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:  # reaped by asyncio's child watcher
+                break
+            time.sleep(0.01)
 
 
 if __name__ == "__main__":
