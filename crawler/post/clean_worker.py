@@ -138,6 +138,14 @@ class CleanWorkers:
         )
         self._workers.append(worker)
 
+    def running_pids(self) -> list[int]:
+        """The process ids of the workers still running."""
+        return [
+            worker.transport.get_pid()
+            for worker in self._workers
+            if worker.transport is not None and worker.transport.get_returncode() is None
+        ]
+
     def close(self) -> None:
         for worker in self._workers:
             worker.close()
@@ -154,8 +162,6 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, CleanWor
 
 def shared_workers(processes: int) -> CleanWorkers:
     """The running loop's ``processes`` workers (call from a coroutine)."""
-    if not _SHARED:
-        atexit.register(_stop_shared_workers)
     by_size = _SHARED.setdefault(asyncio.get_running_loop(), {})
     if processes not in by_size:
         by_size[processes] = CleanWorkers(processes)
@@ -166,11 +172,10 @@ def _stop_shared_workers() -> None:
     """At the crawl process's exit (its loop may be closed already): the shared workers
     stopped and waited for, so that none outlives the process that started it."""
     pids = [
-        worker.transport.get_pid()
+        pid
         for by_size in list(_SHARED.values())
         for workers in by_size.values()
-        for worker in workers._workers
-        if worker.transport is not None and worker.transport.get_returncode() is None
+        for pid in workers.running_pids()
     ]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):  # gone already
@@ -183,6 +188,9 @@ def _stop_shared_workers() -> None:
             except ChildProcessError:  # reaped by asyncio's child watcher
                 break
             time.sleep(0.01)
+
+
+atexit.register(_stop_shared_workers)
 
 
 if __name__ == "__main__":
