@@ -19,9 +19,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any
-
-import redis
 
 # Per key of a story: 0 when every key was free and is now ours, else the (1-based) position
 # of the first key already taken. One script: Redis runs it atomically.
@@ -64,6 +63,14 @@ TIMEOUT_SECONDS = 5.0
 ADOPT_BATCH = 1000
 
 
+def _redis() -> ModuleType:
+    """redis-py, imported on first use: every command imports this module, and redis-py
+    (~0.12 s) is only needed by a run with a shared backend."""
+    import redis
+
+    return redis
+
+
 class SharedUnavailable(OSError):
     """Redis could not be reached or answered with an error."""
 
@@ -79,7 +86,7 @@ class SharedKeys:
         self.claim_ttl_ms = int(claim_ttl.total_seconds() * 1000)
         # One token per worker run: its claims, told apart from every other worker's.
         self.claim_value = f"claim:{uuid.uuid4().hex}"
-        self._redis = redis.Redis.from_url(
+        self._redis = _redis().Redis.from_url(
             url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
         )
         self._claim = self._redis.register_script(_CLAIM)
@@ -90,7 +97,7 @@ class SharedKeys:
     def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except redis.RedisError as error:
+        except _redis().RedisError as error:
             raise SharedUnavailable(f"Redis at {self.url}: {error}") from error
 
     def ping(self) -> None:
@@ -228,6 +235,7 @@ def check_shared(settings: Any) -> None:
             raise SharedUnavailable(f"DEDUP_BACKEND: {error}") from error
     frontier = settings.get("REDIS_URL")
     if frontier:
+        redis = _redis()
         client = redis.Redis.from_url(
             str(frontier), socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from scrapy.crawler import Crawler, CrawlerProcess
+from scrapy.crawler import Crawler, CrawlerProcess, CrawlerRunner
 from scrapy.settings import Settings
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.ossignal import install_shutdown_handlers
@@ -66,71 +66,87 @@ def run(settings: Settings, crawls: list[Crawl], output_dir: Path) -> Report:
     A SIGINT or SIGTERM stops the harvest (see :class:`Interruption`); the report is built
     all the same, from what the crawls did.
     """
-    started = datetime.now(UTC)
-    began = time.monotonic()
+    harvest = Harvest(crawls, output_dir)
     if not crawls:
-        return Report(
-            started.isoformat(timespec="seconds"),
-            datetime.now(UTC).isoformat(timespec="seconds"),
-            0.0,
-            str(output_dir),
-        )
+        return harvest.report(None)
     install_reactor(settings["TWISTED_REACTOR"])  # before twisted picks its default one
     from twisted.internet import reactor
 
     process = CrawlerProcess(settings)
     interruption = Interruption(process, reactor)
     interruption.install()  # now: a signal while the process starts up counts too
-    done: dict[int, list[SourceResult]] = {}  # crawl index -> its sources' results
-    running: dict[int, tuple[Crawler, float]] = {}  # the crawl under way, its start
 
-    @inlineCallbacks
-    def run_all() -> Generator[Deferred[Any], Any, None]:
-        try:
-            for index, crawl in enumerate(crawls):
-                if interruption.signum is not None:
-                    break  # the rest are reported as not run
-                crawl_began = time.monotonic()
-                crawler: Crawler | None = None
-                start_error: str | None = None
-                try:
-                    crawler = process.create_crawler(crawl.spider)
-                    running[index] = (crawler, crawl_began)
-                    yield process.crawl(crawler, **crawl.arguments)
-                except Exception as error:  # its sources failed; the next crawl still runs
-                    start_error = f"crawl failed: {type(error).__name__}: {one_line(error)}"
-                    logger.error("%s (%s)", start_error, crawl.spider)
-                running.pop(index, None)
-                seconds = time.monotonic() - crawl_began
-                done[index] = _results(
-                    _stats_of(crawler), crawl, seconds, start_error, interruption.name
-                )
-        finally:
+    def run_all() -> None:
+        def stop(_: object) -> None:
             with contextlib.suppress(RuntimeError):  # already stopping (a second signal)
                 reactor.stop()
+
+        harvest.crawl_all(process, interruption).addBoth(stop)
 
     # Started from the running reactor, so that stopping it at the end always works, even
     # when every crawl fails at once.
     reactor.callWhenRunning(run_all)
     process.start(stop_after_crawl=False, install_signal_handlers=False)
-    results: list[SourceResult] = []
-    for index, crawl in enumerate(crawls):
-        if index in done:
-            results += done[index]
-        elif index in running:  # stopped at once by a second signal: what it had done
-            crawler, crawl_began = running[index]
+    return harvest.report(interruption)
+
+
+class Harvest:
+    """The crawls of one harvest, run one after the other on a CrawlerRunner (the harvest's
+    CrawlerProcess, or a test's runner on its running reactor), and the report of them."""
+
+    def __init__(self, crawls: list[Crawl], output_dir: Path) -> None:
+        self.crawls = crawls
+        self.output_dir = output_dir
+        self.started = datetime.now(UTC)
+        self.began = time.monotonic()
+        self.done: dict[int, list[SourceResult]] = {}  # crawl index -> its sources' results
+        self.running: dict[int, tuple[Crawler, float]] = {}  # the crawl under way, its start
+
+    @inlineCallbacks
+    def crawl_all(
+        self, runner: CrawlerRunner, interruption: Interruption
+    ) -> Generator[Deferred[Any], Any, None]:
+        for index, crawl in enumerate(self.crawls):
+            if interruption.signum is not None:
+                break  # the rest are reported as not run
+            crawl_began = time.monotonic()
+            crawler: Crawler | None = None
+            start_error: str | None = None
+            try:
+                crawler = runner.create_crawler(crawl.spider)
+                self.running[index] = (crawler, crawl_began)
+                yield runner.crawl(crawler, **crawl.arguments)
+            except Exception as error:  # its sources failed; the next crawl still runs
+                start_error = f"crawl failed: {type(error).__name__}: {one_line(error)}"
+                logger.error("%s (%s)", start_error, crawl.spider)
+            self.running.pop(index, None)
             seconds = time.monotonic() - crawl_began
-            results += _results(_stats_of(crawler), crawl, seconds, None, interruption.name)
-        else:
-            results += [_not_run(source) for source in crawl.sources]
-    return Report(
-        started=started.isoformat(timespec="seconds"),
-        finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        seconds=round(time.monotonic() - began, 3),
-        output=str(output_dir),
-        sources=results,
-        interrupted_by=interruption.signum,
-    )
+            self.done[index] = _results(
+                _stats_of(crawler), crawl, seconds, start_error, interruption.name
+            )
+
+    def report(self, interruption: Interruption | None) -> Report:
+        """What each source did; a crawl a second signal cut off reports what it had done,
+        one a signal kept from starting is ``not run``."""
+        signalled = interruption.name if interruption is not None else None
+        results: list[SourceResult] = []
+        for index, crawl in enumerate(self.crawls):
+            if index in self.done:
+                results += self.done[index]
+            elif index in self.running:  # stopped at once by a second signal
+                crawler, crawl_began = self.running[index]
+                seconds = time.monotonic() - crawl_began
+                results += _results(_stats_of(crawler), crawl, seconds, None, signalled)
+            else:
+                results += [_not_run(source) for source in crawl.sources]
+        return Report(
+            started=self.started.isoformat(timespec="seconds"),
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            seconds=round(time.monotonic() - self.began, 3),
+            output=str(self.output_dir),
+            sources=results,
+            interrupted_by=interruption.signum if interruption is not None else None,
+        )
 
 
 class Interruption:
@@ -145,7 +161,7 @@ class Interruption:
     built from whatever stats the crawls have. A third ends the process as the signal would.
     """
 
-    def __init__(self, process: CrawlerProcess, reactor: Any) -> None:
+    def __init__(self, process: CrawlerRunner, reactor: Any) -> None:
         self.process = process
         self.reactor = reactor
         self.signum: int | None = None  # the first signal received
