@@ -4,6 +4,7 @@ collected: see :func:`background_job`)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -12,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -318,6 +319,27 @@ def run_harvest(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedPro
         timeout=300,
         check=False,
         stdin=subprocess.DEVNULL,
+    )
+
+
+def run_main(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m crawler ARGV`` in this process: its exit status (returned or raised, as
+    argparse does) and what it printed. For commands refused before any crawl starts (a
+    crawl needs a reactor of its own: those run in a subprocess, :func:`run_harvest`)."""
+    from crawler.cli.main import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    environment = dict(os.environ)  # main() sets SCRAPY_SETTINGS_MODULE, as for a process
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            status = main(list(argv))
+        except SystemExit as exit_:
+            status = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os.environ.clear()
+            os.environ.update(environment)
+    return subprocess.CompletedProcess(
+        ["python", "-m", "crawler", *argv], status, stdout.getvalue(), stderr.getvalue()
     )
 
 

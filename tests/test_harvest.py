@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import pytest_twisted
 from pytest_httpserver import HTTPServer
 from support import (
     FAST,
+    LENIENT_DRIFT,
     PROJECT_ROOT,
     background_job,
     crawl_in_process,
@@ -33,6 +35,7 @@ from support import (
     requested_paths,
     run_concurrently,
     run_harvest,
+    run_main,
     run_scrapy,
     serve_cnbeta,
     serve_feeds,
@@ -438,23 +441,24 @@ class Refused:
     sources: Path
 
 
-@background_job
-def refused(home: Path) -> dict[str, Refused]:
-    """Every harvest of REFUSED, side by side, against a server of their own (which must be
-    asked for nothing)."""
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Refused]]:
+    """Every harvest of REFUSED, in this process (``main()``, as ``python -m crawler`` calls
+    it: each is refused before a crawl would start), against a server of their own, which
+    must be asked for nothing. A real process's refusal: tests/test_terminal.py."""
+    home = tmp_path_factory.mktemp("refused")
     with fixture_server(serve_feeds, serve_cnbeta) as server:
         sources = {
             name: write_sources(home / f"{name}.toml", server, *tables)
             for name, (tables, _args) in REFUSED.items()
         }
-
-        def job(name: str) -> Refused:
-            args = ("--sources", str(sources[name]), "--output", str(home / name))
-            return Refused(run_harvest(*args, *REFUSED[name][1]), sources[name])
-
-        runs = run_concurrently({name: (lambda name=name: job(name)) for name in REFUSED})
+        runs = {}
+        for name, (_tables, args) in REFUSED.items():
+            where = ("--sources", str(sources[name]), "--output", str(home / name))
+            runs[name] = Refused(run_main("harvest", *FAST, *LENIENT_DRIFT, *where, *args),
+                                 sources[name])  # fmt: skip
         assert server.log == []  # nothing was fetched
-    return runs
+        yield runs
 
 
 def one_error_line(run: Refused) -> str:

@@ -305,7 +305,9 @@ class SiteSpider(HarvestSpider):
         skipped = 0
         shared_frontier = self.shared_frontier
         for listing in new:
-            if not self.crawler.crawling:  # stopping (a signal): request no more
+            if not self.crawler.crawling:  # stopping (a signal): request no more, and the
+                # harvest reports the source as cut short (its crawl may still "finish")
+                self.crawler.stats.set_value(f"source/{self.source.name}/interrupted", 1)
                 break
             if self.archive.is_archived(listing.title, listing.published, listing.url):
                 self.stat("article_skipped_archived")
