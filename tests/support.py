@@ -328,19 +328,32 @@ def run_main(*argv: str) -> subprocess.CompletedProcess[str]:
     crawl needs a reactor of its own: those run in a subprocess, :func:`run_harvest`)."""
     from crawler.cli.main import main
 
+    return _in_process(["python", "-m", "crawler", *argv], lambda: main(list(argv)))
+
+
+def run_scrapy_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``scrapy ARGS`` in this process (Scrapy's own ``execute``, which always exits), for
+    commands refused before a crawl starts, as :func:`run_main`."""
+    from scrapy.cmdline import execute
+
+    return _in_process(["scrapy", *args], lambda: execute(["scrapy", *args]))
+
+
+def _in_process(
+    argv: list[str], command: Callable[[], int | None]
+) -> subprocess.CompletedProcess[str]:
     stdout, stderr = io.StringIO(), io.StringIO()
-    environment = dict(os.environ)  # main() sets SCRAPY_SETTINGS_MODULE, as for a process
+    # Both commands set SCRAPY_SETTINGS_MODULE, as they would in a process of their own.
+    environment = dict(os.environ)
     with redirect_stdout(stdout), redirect_stderr(stderr):
         try:
-            status = main(list(argv))
+            status = command() or 0
         except SystemExit as exit_:
             status = exit_.code if isinstance(exit_.code, int) else 1
         finally:
             os.environ.clear()
             os.environ.update(environment)
-    return subprocess.CompletedProcess(
-        ["python", "-m", "crawler", *argv], status, stdout.getvalue(), stderr.getvalue()
-    )
+    return subprocess.CompletedProcess(argv, status, stdout.getvalue(), stderr.getvalue())
 
 
 def source_table(name: str, **keys: object) -> str:

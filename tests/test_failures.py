@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,16 @@ from scrapy.utils.test import get_crawler
 from support import (
     CSRF_TOKEN,
     FAST,
+    LENIENT_DRIFT,
     PROJECT_ROOT,
     TESTS,
     background_job,
     crawl_in_process,
     crawl_settings,
     fixture_server,
-    run_concurrently,
-    run_harvest,
+    run_main,
     run_scrapy,
+    run_scrapy_in_process,
     serve_cnbeta,
     serve_feeds,
     source_table,
@@ -323,37 +323,31 @@ def test_a_bad_setting_is_refused_before_anything_runs(setting: str, message: st
     assert str(refused.value).startswith(message)
 
 
-@background_job
-def bad_setting_run(home: Path) -> subprocess.CompletedProcess[str]:
-    return run_scrapy("crawl", "cnbeta", "-s", "MAX_AGE_DAYS=nan")
+def test_a_bad_setting_is_one_line_and_exit_2() -> None:
+    """The same check runs in ``scrapy crawl`` (and ``harvest``) before anything else (in
+    this process: refused before a crawl starts; a real process's refusal is above)."""
+    done = run_scrapy_in_process("crawl", "cnbeta", "-s", "MAX_AGE_DAYS=nan")
+    assert usage_error(done) == "-s MAX_AGE_DAYS='nan': must be a number of days >= 0"
 
 
-def test_a_bad_setting_is_one_line_and_exit_2(
-    bad_setting_run: subprocess.CompletedProcess[str],
-) -> None:
-    """The same check runs in ``scrapy crawl`` (and ``harvest``) before anything else."""
-    assert usage_error(bad_setting_run) == "-s MAX_AGE_DAYS='nan': must be a number of days >= 0"
-
-
-@background_job
-def unusable_archive_runs(home: Path) -> tuple[dict[str, subprocess.CompletedProcess[str]], Path]:
+@pytest.fixture(scope="module")
+def unusable_archive_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, subprocess.CompletedProcess[str]], Path]:
+    """Harvests refused before a crawl starts: in this process (support.run_main)."""
+    home = tmp_path_factory.mktemp("unusable")
     (home / "file").write_text("not a folder")
     corrupt = home / "corrupt"
     corrupt.mkdir()
     (corrupt / ".state.sqlite3").write_bytes(b"\x13garbage, not SQLite" * 100)
-    runs = run_concurrently(
-        {
-            "file": partial(run_harvest, "--output", str(home / "file")),
-            "log": partial(
-                run_harvest,
-                "--output",
-                str(home / "o"),
-                "--log-file",
-                str(home / "nowhere" / "h.log"),
-            ),
-            "corrupt": partial(run_harvest, "--output", str(corrupt), "--only", "cnbeta"),
-        }
-    )
+    harvest = ("harvest", *FAST, *LENIENT_DRIFT)
+    runs = {
+        "file": run_main(*harvest, "--output", str(home / "file")),
+        "log": run_main(
+            *harvest, "--output", str(home / "o"), "--log-file", str(home / "nowhere" / "h.log")
+        ),
+        "corrupt": run_main(*harvest, "--output", str(corrupt), "--only", "cnbeta"),
+    }
     return runs, home
 
 

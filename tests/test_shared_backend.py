@@ -30,6 +30,7 @@ from support import (
     base_url_of,
     fixture_server,
     run_harvest,
+    run_scrapy_in_process,
     serve_cnbeta,
     serve_feeds,
     source_table,
@@ -330,11 +331,8 @@ def test_a_lost_redis_stops_every_worker_with_one_line_and_no_duplicate(
 @pytest.mark.parametrize("setting", ["DEDUP_BACKEND", "REDIS_URL"])
 def test_a_redis_that_does_not_answer_at_start_is_one_line(tmp_path: Path, setting: str):
     port = free_port()  # nothing listens there
-    done = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "cnbeta", "-s", f"OUTPUT_DIR={tmp_path}",
-         "-s", f"{setting}=redis://127.0.0.1:{port}/0"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = run_scrapy_in_process("crawl", "cnbeta", "-s", f"OUTPUT_DIR={tmp_path}",
+                                 "-s", f"{setting}=redis://127.0.0.1:{port}/0")  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: {setting}: Redis at redis://127.0.0.1:{port}/0: "
