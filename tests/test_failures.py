@@ -420,3 +420,37 @@ async def test_a_json_list_page_nested_too_deep_skips_only_that_page(
     assert result.stat("source/cnbeta/list_page_invalid_json") == 2
     assert result.stat("source/cnbeta/failed") is None
     assert result.stat("write/written") >= 4  # the home page's articles and the later pages'
+
+
+# Refused before a crawl starts, in this process (support.run_main, run_scrapy_in_process):
+# the spider and its arguments checked by `scrapy crawl`, the images command's own checks.
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("crawl", "nosuchspider"),
+         "no spider named 'nosuchspider' (known: cnbeta, feeds, list, sitemap)"),
+        (("crawl", "cnbeta", "-a", "pages=-1"),
+         "cnbeta: -a pages: must be a whole number >= 0, not '-1'"),
+        (("crawl", "cnbeta", "-a", "nosuch=1"), "cnbeta: unknown argument -a nosuch (known: "),
+    ],
+)  # fmt: skip
+def test_scrapy_crawl_checks_the_spider_and_its_arguments(
+    args: tuple[str, ...], message: str
+) -> None:
+    assert usage_error(run_scrapy_in_process(*args)).startswith(message)
+
+
+def test_the_images_command_refuses_before_it_reads_anything(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    refusals = {
+        ("images", str(archive)): "images: give --backfill (the only action for now)",
+        ("images", str(tmp_path / "none"), "--backfill"): f"{tmp_path / 'none'} is not a directory",
+        ("images", str(archive), "--backfill", "-s", "NOEQUALS"):
+            "-s 'NOEQUALS': expected NAME=VALUE",
+        ("images", str(archive), "--backfill", "-s", "MAX_AGE_DAYS=-1"):
+            "-s MAX_AGE_DAYS='-1': must be a number of days >= 0",
+    }  # fmt: skip
+    for argv, message in refusals.items():
+        assert usage_error(run_main(*argv)).startswith(message), argv
+    assert list(archive.iterdir()) == []  # nothing written, not even a lock
