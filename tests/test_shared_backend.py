@@ -46,7 +46,7 @@ from crawler.spiders.feeds import FeedsSpider
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 import run as bench  # bench/run.py: the synthetic site
 
-ARTICLES = 1000
+ARTICLES = 400
 WORKERS = ("a", "b")
 
 
@@ -288,14 +288,14 @@ def run_workers(home: Path, kill_redis_after: int | None = None) -> Run:
 @background_job
 def two_workers(home: Path) -> Run:
     """Two ``scrapy crawl cnbeta`` processes, one Redis for their story keys and their
-    frontier, one site of 1,000 articles."""
+    frontier, one site of 400 articles."""
     return run_workers(home)
 
 
 @background_job
 def redis_lost_workers(home: Path) -> Run:
-    """The same, Redis killed once 300 article pages were served."""
-    return run_workers(home, kill_redis_after=300)
+    """The same, Redis killed once 120 article pages were served."""
+    return run_workers(home, kill_redis_after=120)
 
 
 def test_two_workers_write_every_story_once_and_both_work(two_workers: Run) -> None:
