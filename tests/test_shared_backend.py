@@ -19,7 +19,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import pytest_twisted
 import redis
+from pytest_httpserver import HTTPServer
 from scrapy.utils.misc import load_object
 from scrapy.utils.project import get_project_settings
 from support import (
@@ -28,6 +30,7 @@ from support import (
     QuickStopServer,
     background_job,
     base_url_of,
+    crawl_in_process,
     fixture_server,
     run_harvest,
     run_scrapy_in_process,
@@ -413,3 +416,33 @@ def test_a_harvest_on_redis_leaves_its_keys_and_no_frontier(shared_harvest: Shar
     assert not [key for key in shared_harvest.redis_keys if key.startswith("technews:feeds")]
     # The fixture site's failing article pages (HTTP 404, 500): remembered for every worker.
     assert any(key.startswith("technews:failure") for key in shared_harvest.redis_keys)
+
+
+# --- the shared frontier in this process ------------------------------------------------------
+
+
+# scrapy-redis still passes `spider=` to the stats collector (a deprecation warning in a real
+# crawl; the suite makes Scrapy's deprecations errors, for our own code).
+@pytest.mark.filterwarnings("ignore:Passing a 'spider' argument to StatsCollector")
+@pytest_twisted.ensureDeferred
+async def test_one_worker_in_process_crawls_through_the_shared_frontier(
+    redis_server: RedisServer, feed_site: HTTPServer, tmp_path: Path
+) -> None:
+    """The scheduler and the story keys in a real Redis, the crawl in this process (the
+    worker processes above run the same code); the last worker out empties the frontier."""
+    serve_cnbeta(feed_site)
+    url = redis_server.url
+    result = await crawl_in_process(
+        "cnbeta", tmp_path / "out",
+        {"REDIS_URL": url, "DEDUP_BACKEND": url, "DRIFT_MIN_EXTRACTION": 0.8},
+        base_url=base_url_of(feed_site),
+    )  # fmt: skip
+    assert result.returncode == 0, result.log
+    assert (result.stat("scheduler/enqueued/redis") or 0) > 7  # the list pages and articles
+    assert len(result.posts()) == 7
+    assert "the last worker out" in result.log
+    client = redis.Redis.from_url(url)
+    try:
+        assert not [key for key in client.keys("*") if b"requests" in key]  # frontier emptied
+    finally:
+        client.close()
