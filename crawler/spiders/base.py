@@ -119,6 +119,11 @@ class HarvestSpider(scrapy.Spider):
     def count(self, source: str, stat: str, value: int = 1) -> None:
         self.crawler.stats.inc_value(f"source/{source}/{stat}", value)
 
+    def source_cut_short(self, source: str) -> None:
+        """The crawl is stopping (a signal) before the source was read to its end: the
+        harvest reports it interrupted, even when its crawl ends "finished"."""
+        self.crawler.stats.set_value(f"source/{source}/interrupted", 1)
+
     def source_failed(self, source: str, message: str, *args: object) -> None:
         """The source could not be read (its list, its feed): FAILED in the report, with
         ``message % args`` as its reason."""
@@ -305,9 +310,8 @@ class SiteSpider(HarvestSpider):
         skipped = 0
         shared_frontier = self.shared_frontier
         for listing in new:
-            if not self.crawler.crawling:  # stopping (a signal): request no more, and the
-                # harvest reports the source as cut short (its crawl may still "finish")
-                self.crawler.stats.set_value(f"source/{self.source.name}/interrupted", 1)
+            if not self.crawler.crawling:  # stopping (a signal): request no more
+                self.source_cut_short(self.source.name)
                 break
             if self.archive.is_archived(listing.title, listing.published, listing.url):
                 self.stat("article_skipped_archived")

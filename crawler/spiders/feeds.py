@@ -264,7 +264,7 @@ class FeedsSpider(HarvestSpider):
         """The crawl is stopping before the feed's end: the next run must read all of it
         again (no validators kept), and the harvest reports the source as interrupted."""
         self._incomplete.add(feed_url)
-        self.crawler.stats.set_value(f"source/{source.name}/interrupted", 1)
+        self.source_cut_short(source.name)
         self.logger.info(
             "source %s: the crawl is stopping; %d entries of the feed not read",
             source.name, left,
