@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 import re
 import time
+from urllib.parse import urljoin, urlsplit
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import html as lxml_html
 
-from crawler.post.cleaning import clean_body, clean_title, encode_for_post
+from crawler.post.cleaning import clean_body, clean_title, encode_for_post, join_url
 
 BASE = "https://www.cnbeta.com.tw/articles/tech/1153345.htm"
 
@@ -243,3 +245,42 @@ def test_no_body_ever_holds_a_relative_url(pairs: list[tuple[str, str]]) -> None
     for match in URL_VALUE.finditer(clean_body(raw, BASE).html):
         value = html.unescape(match.group(2))
         assert value.startswith(("https://", "http://", "mailto:")), match.group(0)
+
+
+# join_url's fast paths must give exactly what urllib's urljoin gives, for any link.
+_BASES = (
+    "https://www.cnbeta.com.tw/articles/tech/1000000.htm",
+    "http://u:p@127.0.0.1:8080/a/b/?q=1#f",
+    "HTTPS://Example.COM",
+    "ftp://example.com/x",
+    "http:///no-host",
+)
+_LINK_EDGES = (
+    "/", "/a", "/a/b?x=1#y", "/a//b", "/a/./b", "/a/../b", "/.", "/..", "/a;p", "/a?", "/a#",
+    "/a?#f", "//cdn.example/x", "http://h", "http://h/", "http://h?", "http://h/a#",
+    "https://h/a/../b", "https://h//a", "https://h/a;p?q", "http:relative", "HTTP://H/a",
+    "https://[::1]:8/x", "?q", "#f", "a/b", "../a", "", "/\\evil.example", "https://h/?a#b",
+)  # fmt: skip
+
+
+def test_join_url_is_urljoin_on_edge_cases() -> None:
+    for base in _BASES:
+        for link in _LINK_EDGES:
+            assert join_url(base, link) == urljoin(base, link), (base, link)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    base=st.sampled_from(_BASES),
+    prefix=st.sampled_from(("", "/", "//", "http://", "https://", "https://h", "http://h:1")),
+    rest=st.text(alphabet="/.?#;:@a%[]\\", max_size=12),
+)
+def test_join_url_is_urljoin_on_any_link(base: str, prefix: str, rest: str) -> None:
+    link = prefix + rest
+    try:
+        expected = urljoin(base, link)
+    except ValueError:  # an invalid address (a bad IPv6 host): the fast path refuses it too
+        with pytest.raises(ValueError):
+            urlsplit(join_url(base, link))
+        return
+    assert join_url(base, link) == expected
