@@ -284,3 +284,15 @@ def test_join_url_is_urljoin_on_any_link(base: str, prefix: str, rest: str) -> N
             urlsplit(join_url(base, link))
         return
     assert join_url(base, link) == expected
+
+
+def test_a_second_body_inside_the_body_keeps_both_texts() -> None:
+    # lxml.html's fragment parser raised AssertionError ("too many bodies") on this: the
+    # article was lost to an item error instead of being cleaned.
+    raw = 'intro</body><head><title>x</title></head><body>more <b>text</b><img src="/a.jpg">'
+    body = clean_body(raw, BASE)
+    assert body.html == (
+        'intromore <b>text</b><img src="https://www.cnbeta.com.tw/a.jpg" '
+        'referrerpolicy="no-referrer">'
+    )
+    assert body.first_image == "https://www.cnbeta.com.tw/a.jpg"
