@@ -241,12 +241,20 @@ class ArchiveState:
     def knows(self, title_key: str | None = None, url_key: str | None = None) -> str | None:
         """Which of the given keys the archive already holds (committed): 'title', 'url' or
         None."""
-        for kind, key in (("url", url_key), ("title", title_key)):
+        if title_key is None or url_key is None:
+            kind, key = ("url", url_key) if title_key is None else ("title", title_key)
             if key is None:
-                continue
-            if self._lookup("SELECT 1 FROM story_keys WHERE kind = ? AND key = ?", (kind, key)):
-                return kind
-        return None
+                return None
+            found = self._lookup("SELECT 1 FROM story_keys WHERE kind = ? AND key = ?", (kind, key))
+            return kind if found else None
+        # Both keys in one statement (two primary-key probes): the URL's match is the answer
+        # when both are there, as FORMAT.md's dedup rules read the URL first.
+        row = self._lookup(
+            "SELECT max(kind = 'url') FROM story_keys WHERE (kind = 'url' AND key = ?)"
+            " OR (kind = 'title' AND key = ?)",
+            (url_key, title_key),
+        )
+        return None if row is None or row[0] is None else ("url" if row[0] else "title")
 
     @_serialized
     def story_keys(self) -> list[tuple[str, str, str]]:
