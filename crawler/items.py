@@ -38,3 +38,6 @@ class Article(scrapy.Item):
     # Set by normalize (crawler/post/keys.py), read by dedup and write: the story's keys.
     title_key = scrapy.Field()  # str: UTC day + normalized title
     url_key = scrapy.Field()  # str | None: canonical URL, for an item with its own URL
+    # Set by normalize when nothing between it and validate changes the post (no images
+    # archived): (field, rule) that breaks the post schema, or None. Absent: not checked yet.
+    format_problem = scrapy.Field()

@@ -38,9 +38,11 @@ from support import (
 )
 from twisted.python.failure import Failure
 
+from crawler import settings as project_settings
 from crawler.archive.state import ArchiveState
 from crawler.checks import SettingError, check_settings
 from crawler.extensions import SourceStats
+from crawler.pipelines.normalize import NormalizePipeline
 from crawler.pipelines.validate import InvalidPost, ValidatePipeline
 
 
@@ -297,6 +299,69 @@ def test_a_post_breaking_the_schema_is_dropped_and_counted() -> None:
             pipeline.process_item({**good, field: value})
     assert stats.get_value("source/verge/invalid") == 4
     assert stats.get_value("source/verge/example/body") == "https://www.theverge.com/a"
+
+
+def test_validate_takes_the_verdict_normalize_gave_the_post() -> None:
+    # Checked where the post was finished (the cleaning worker): not checked again here.
+    stats = get_crawler().stats
+    pipeline = ValidatePipeline(stats)
+    good = {
+        "title": "Valve announces the Steam Deck", "categories": ["Tech"], "author": "V",
+        "lead_image": "https://cdn.example/deck.jpg", "body": "<p>a</p>", "source": "verge",
+        "published": datetime(2021, 7, 15, 21, tzinfo=UTC), "url": "https://e.com/a",
+    }  # fmt: skip
+    with pytest.raises(InvalidPost, match=r"\(title: pattern failed\)"):
+        pipeline.process_item({**good, "format_problem": ("title", "pattern")})
+    assert pipeline.process_item({**good, "format_problem": None})["title"] == good["title"]
+    assert stats.get_value("source/verge/invalid") == 1
+
+
+class RetitlingPipeline:
+    def process_item(self, item: dict[str, object]) -> dict[str, object]:
+        return {**item, "title": "changed"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "early"),
+    [
+        ({}, True),
+        ({"ARCHIVE_IMAGES": True}, False),  # images rewrite the body after normalize
+        ({"ITEM_PIPELINES": {"crawler.pipelines.validate.ValidatePipeline": None}}, False),
+        ({"ITEM_PIPELINES": {"no_such_module.Pipeline": 230}}, False),
+        ({"ITEM_PIPELINES": {RetitlingPipeline: 230}}, False),  # it may change the post
+        ({"ITEM_PIPELINES": {"crawler.pipelines.validate.ValidatePipeline": 50}}, False),
+    ],
+)
+def test_normalize_checks_the_format_only_when_nothing_changes_the_post_after_it(
+    settings: dict[str, object], early: bool
+) -> None:
+    pipelines = {**project_settings.ITEM_PIPELINES, **settings.pop("ITEM_PIPELINES", {})}  # type: ignore[dict-item]
+    crawler = get_crawler(settings_dict={**settings, "ITEM_PIPELINES": pipelines})
+    pipeline = NormalizePipeline.from_crawler(crawler)
+    assert pipeline.check_format is early
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_breaking_the_schema_in_a_crawl_is_dropped_and_counted(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    entry = (
+        "<item><title>{title}</title><link>https://e.com/{n}</link>{media}"
+        "<pubDate>Sat, 17 Jul 2021 14:35:32 GMT</pubDate><description>d</description></item>"
+    )
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        '<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+        "<channel><title>t</title>"
+        + entry.format(title="Kept", n=1, media="")
+        # A space in the image's URL: the post's headimg would not be a URL.
+        + entry.format(title="Broken", n=2, media='<media:thumbnail url="https://c.e/a b.jpg"/>')
+        + "</channel></rss>",
+        content_type="application/rss+xml; charset=utf-8",
+    )
+    result = await crawl_in_process("feeds", tmp_path, url=httpserver.url_for("/feed.xml"))
+    assert [post["title"] for post in result.posts().values()] == ["Kept"]
+    invalid = {key: value for key, value in result.stats.items() if key.endswith("/invalid")}
+    assert list(invalid.values()) == [1]
 
 
 # --- configuration mistakes: one line, exit 2, nothing fetched ---------------------------------

@@ -11,7 +11,10 @@ from typing import Any, NoReturn
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
+from scrapy.utils.conf import build_component_list
+from scrapy.utils.misc import load_object
 
 from crawler.post.article import finish_article
 from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers, shared_workers
@@ -30,6 +33,30 @@ _FINISH_FIELDS = (
 MAX_BODY_LENGTH = 2_000_000
 
 
+def validated_as_normalized(settings: BaseSettings) -> bool:
+    """Whether the validate pipeline sees a post as normalize leaves it: it is enabled, and
+    every pipeline between the two leaves posts as they are (dedup; the images pipeline,
+    which rewrites a body's images, only with ARCHIVE_IMAGES)."""
+    from crawler.pipelines.dedup import DedupPipeline
+    from crawler.pipelines.images import ArchiveImagesPipeline
+    from crawler.pipelines.validate import ValidatePipeline
+
+    try:
+        classes = [load_object(path) for path in build_component_list(
+            settings.getwithbase("ITEM_PIPELINES"))]  # fmt: skip
+    except (ImportError, AttributeError, NameError, ValueError):
+        return False  # Scrapy reports it when it builds the pipelines
+    if NormalizePipeline not in classes or ValidatePipeline not in classes:
+        return False
+    start, end = classes.index(NormalizePipeline), classes.index(ValidatePipeline)
+    between = classes[start + 1 : end]
+    return (
+        start < end
+        and not settings.getbool("ARCHIVE_IMAGES")
+        and all(pipeline in (DedupPipeline, ArchiveImagesPipeline) for pipeline in between)
+    )
+
+
 class NormalizePipeline:
     """Turns whatever a spider yielded into an article every later step can trust.
 
@@ -43,11 +70,15 @@ class NormalizePipeline:
         fallback_image: str,
         max_title_length: int = 300,
         clean_processes: int = 0,
+        check_format: bool = False,
     ) -> None:
         self.stats = stats
         self.fallback_image = fallback_image
         self.max_title_length = max_title_length
         self.clean_processes = clean_processes
+        # The post checked against the schema where it is finished (off the crawl's thread),
+        # for the validate pipeline (crawler/pipelines/validate.py).
+        self.check_format = check_format
         self._workers: CleanWorkers | None = None
         self._thread: ThreadPoolExecutor | None = None
 
@@ -60,6 +91,7 @@ class NormalizePipeline:
             settings.get("FALLBACK_IMAGE"),
             settings.getint("MAX_TITLE_LENGTH", 300),
             settings.getint("CLEAN_PROCESSES", 0),
+            check_format=validated_as_normalized(settings),
         )
 
     async def process_item(self, item: Any) -> Any:
@@ -148,7 +180,7 @@ class NormalizePipeline:
         adapter["published"] = published
         fields = {name: adapter.get(name) for name in _FINISH_FIELDS}
         strip = tuple(adapter.get("strip_selectors") or ())
-        return adapter, (raw_body, base, strip, fields, self.fallback_image)
+        return adapter, (raw_body, base, strip, fields, self.fallback_image, self.check_format)
 
     def _done(self, item: Any, adapter: ItemAdapter, values: dict[str, Any]) -> Any:
         for name, value in values.items():

@@ -1,63 +1,40 @@
-"""Validate: every post is checked against the post schema (crawler/post/post.schema.json,
-also docs/post.schema.json) before it is written: by jsonschema-rs (compiled, about 60 us a
-post against 430 us for the jsonschema package, which tests and tools keep using).
+"""Validate: every post is checked against the post schema (crawler/post/schema.py) before it
+is written.
 
 A post that fails is dropped with the failing field and counted per source
 (``source/<name>/invalid``, ``source/<name>/missing/<field>``): a site whose pages start to
 give posts that break the format is flagged DRIFT, not archived wrongly.
+
+The normalize pipeline already checked the post in its cleaning worker when nothing changes
+it in between (ARCHIVE_IMAGES off): the item then carries that verdict (``format_problem``)
+and the crawl's own thread does not check it again.
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
 from typing import Any, Self
 
-import jsonschema_rs
 from itemadapter import ItemAdapter
-from jsonschema import Draft202012Validator
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
 from crawler.drift import count_invalid
-from crawler.post.format import http_date
+from crawler.post.schema import format_problem, post_validator, post_values
+
+__all__ = ["InvalidPost", "ValidatePipeline", "item_post_values", "post_validator"]
 
 
-@cache
-def post_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(
-        resources.files("crawler.post").joinpath("post.schema.json").read_text("utf-8")
+def item_post_values(adapter: ItemAdapter) -> dict[str, Any]:
+    """:func:`~crawler.post.schema.post_values` of a normalized item."""
+    return post_values(
+        title=adapter["title"],
+        categories=adapter["categories"],
+        lead_image=adapter["lead_image"],
+        author=adapter["author"],
+        published=adapter["published"],
+        body=adapter["body"],
     )
-    Draft202012Validator.check_schema(schema)
-    return schema
-
-
-@cache
-def post_validator() -> Draft202012Validator:
-    return Draft202012Validator(post_schema())
-
-
-@cache
-def fast_post_validator() -> Any:
-    # Rust regexes follow ECMA-262 as JSON Schema asks: '$' does not match before a final
-    # newline, as Python's does (a title ending in a newline is refused here).
-    return jsonschema_rs.validator_for(post_schema())
-
-
-def post_values(adapter: ItemAdapter) -> dict[str, Any]:
-    """What the writer puts in the post file, by front-matter key (and ``body``)."""
-    return {
-        "title": adapter["title"],
-        "categories": list(adapter["categories"]),
-        "headimg": adapter["lead_image"],
-        "author": adapter["author"],
-        "comments": False,
-        "date": http_date(adapter["published"]),
-        "thumbnail": adapter["lead_image"],
-        "body": adapter["body"],
-    }
 
 
 class InvalidPost(DropItem):
@@ -67,7 +44,6 @@ class InvalidPost(DropItem):
 class ValidatePipeline:
     def __init__(self, stats: StatsCollector) -> None:
         self.stats = stats
-        self.validator = fast_post_validator()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -75,11 +51,13 @@ class ValidatePipeline:
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        error = next(iter(self.validator.iter_errors(post_values(adapter))), None)
-        if error is None:
+        if "format_problem" in adapter:  # checked by normalize, on the values written
+            problem = adapter["format_problem"]
+        else:
+            problem = format_problem(item_post_values(adapter))
+        if problem is None:
             return item
-        field = str(error.instance_path[0]) if error.instance_path else "post"
-        rule = error.schema_path[-1] if error.schema_path else "schema"
+        field, rule = problem
         source = adapter.get("source") or "unknown"
         count_invalid(self.stats, source, field, adapter.get("url"))
         raise InvalidPost(

@@ -11,6 +11,7 @@ from typing import Any
 
 from crawler.post.cleaning import clean_body, clean_text
 from crawler.post.keys import key_digest, story_keys
+from crawler.post.schema import format_problem, post_values
 
 
 def finish_article(
@@ -19,17 +20,19 @@ def finish_article(
     strip_selectors: tuple[str, ...],
     fields: dict[str, Any],
     fallback_image: str,
+    check_format: bool = False,
 ) -> dict[str, Any]:
     """The article's finished values, from its checked ``title``, ``url`` and ``published``
     and its raw ``categories``, ``author``, ``source``, ``image``, ``thumb``,
-    ``fallback_image``, ``has_own_url`` and ``identity`` (``fields``)."""
+    ``fallback_image``, ``has_own_url`` and ``identity`` (``fields``). With
+    ``check_format``, also ``format_problem``: what of the post breaks the post schema."""
     title, url, published = fields["title"], fields["url"], fields["published"]
     body = clean_body(raw_body, base_url, strip_selectors)
     has_own_url = bool(url) and fields.get("has_own_url", True) is not False
     title_key, url_key = story_keys(
         title, published, url, has_own_url, clean_text(fields.get("identity") or "")
     )
-    return {
+    values = {
         "categories": _clean_list(fields.get("categories") or []),
         "author": clean_text(fields.get("author") or "") or clean_text(fields.get("source") or ""),
         "body": body.html or _link_only_body(url),
@@ -45,6 +48,18 @@ def finish_article(
         "title_key": title_key,
         "url_key": url_key,
     }
+    if check_format:
+        values["format_problem"] = format_problem(
+            post_values(
+                title=title,
+                categories=values["categories"],
+                lead_image=values["lead_image"],
+                author=values["author"],
+                published=published,
+                body=values["body"],
+            )
+        )
+    return values
 
 
 def _fallback_for(template: str, title: str, published: datetime, url: str | None) -> str:
