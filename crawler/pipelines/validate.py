@@ -20,21 +20,10 @@ from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
 from crawler.drift import count_invalid
+from crawler.post.format import post_fields
 from crawler.post.schema import format_problem, post_validator, post_values
 
-__all__ = ["InvalidPost", "ValidatePipeline", "item_post_values", "post_validator"]
-
-
-def item_post_values(adapter: ItemAdapter) -> dict[str, Any]:
-    """:func:`~crawler.post.schema.post_values` of a normalized item."""
-    return post_values(
-        title=adapter["title"],
-        categories=adapter["categories"],
-        lead_image=adapter["lead_image"],
-        author=adapter["author"],
-        published=adapter["published"],
-        body=adapter["body"],
-    )
+__all__ = ["InvalidPost", "ValidatePipeline", "post_validator"]
 
 
 class InvalidPost(DropItem):
@@ -54,7 +43,7 @@ class ValidatePipeline:
         if "format_problem" in adapter:  # checked by normalize, on the values written
             problem = adapter["format_problem"]
         else:
-            problem = format_problem(item_post_values(adapter))
+            problem = format_problem(post_values(**post_fields(adapter)))
         if problem is None:
             return item
         field, rule = problem

@@ -13,7 +13,7 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.archive.service import ArchiveService
 from crawler.pipelines.dedup import DuplicateItem
-from crawler.post.format import http_date, render_post
+from crawler.post.format import http_date, post_fields, render_post
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +51,7 @@ class WritePipeline:
 
     async def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        data = render_post(
-            title=adapter["title"],
-            categories=adapter["categories"],
-            lead_image=adapter["lead_image"],
-            author=adapter["author"],
-            published=adapter["published"],
-            body=adapter["body"],
-        ).encode("utf-8")
+        data = render_post(**post_fields(adapter)).encode("utf-8")
         try:
             stored = await self.archive.store_post_in_writer(
                 data,

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from crawler.post.cleaning import clean_body, clean_text
+from crawler.post.format import post_fields
 from crawler.post.keys import key_digest, story_keys
 from crawler.post.schema import format_problem, post_values
 
@@ -49,16 +50,8 @@ def finish_article(
         "url_key": url_key,
     }
     if check_format:
-        values["format_problem"] = format_problem(
-            post_values(
-                title=title,
-                categories=values["categories"],
-                lead_image=values["lead_image"],
-                author=values["author"],
-                published=published,
-                body=values["body"],
-            )
-        )
+        post = post_fields({**values, "title": title, "published": published})
+        values["format_problem"] = format_problem(post_values(**post))
     return values
 
 

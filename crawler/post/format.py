@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
+from typing import Any
 
 import yaml
 
@@ -48,6 +49,15 @@ def yaml_scalar(value: str) -> str:
 def http_date(moment: datetime) -> str:
     """``Sat, 17 Jul 2021 14:35:32 GMT``: the moment in GMT, English names, as HTTP dates."""
     return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+# What a post is made of, by render_post's (and schema.post_values') argument names.
+POST_FIELDS = ("title", "categories", "lead_image", "author", "published", "body")
+
+
+def post_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A normalized item's :data:`POST_FIELDS`, ready for ``render_post(**...)``."""
+    return {name: item[name] for name in POST_FIELDS}
 
 
 def render_post(
