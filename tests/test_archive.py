@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,6 +94,27 @@ def test_failed_pages_wait_longer_after_each_failure(tmp_path: Path) -> None:
     state.forget_failure(url)
     assert not state.in_failure_backoff(url, hour, now=MOMENT)
     state.close()
+
+
+def test_failures_are_known_to_the_next_run_and_forgotten_on_disk(tmp_path: Path) -> None:
+    """The failed pages are read once per run: a failure recorded by an earlier run still
+    holds the page back, and one forgotten is gone from the file, not only from memory."""
+    from datetime import timedelta
+
+    hour = timedelta(hours=1)
+    first = ArchiveState(tmp_path)
+    first.record_failure("url-a", "http_404", now=MOMENT)
+    first.record_failure("url-b", "http_503", now=MOMENT)
+    first.close()
+    second = ArchiveState(tmp_path)
+    assert second.in_failure_backoff("url-a", hour, now=MOMENT + timedelta(minutes=30))
+    assert not second.in_failure_backoff("url-c", hour, now=MOMENT)
+    second.forget_failure("url-a")
+    second.forget_failure("url-c")  # never failed: nothing to do
+    assert not second.in_failure_backoff("url-a", hour, now=MOMENT)
+    second.close()
+    with closing(sqlite3.connect(tmp_path / STATE_FILE)) as db:
+        assert db.execute("SELECT url_key FROM fetch_failures").fetchall() == [("url-b",)]
 
 
 def test_lookups_never_wait_for_the_writers_transaction(tmp_path: Path) -> None:

@@ -172,6 +172,10 @@ class ArchiveState:
         # never wait for the writer thread's transactions, so the reactor never does.
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
+        # The url keys of the pages that failed, read once: nearly every page never failed,
+        # and asking SQLite about each of them (before its request and after its response)
+        # cost the crawl's thread two statements a page. One run at a time writes (.lock).
+        self._failed: set[str] | None = None
         if read_only:
             try:
                 self._db = _open_read_only(self.path)
@@ -313,6 +317,8 @@ class ArchiveState:
         It waits ``backoff`` after its first failure, twice that after the second, and so
         on, up to MAX_FAILURE_BACKOFF.
         """
+        if url_key not in self._failed_keys():
+            return False
         row = self._lookup(
             "SELECT attempts, failed_at FROM fetch_failures WHERE url_key = ?", (url_key,)
         )
@@ -330,16 +336,21 @@ class ArchiveState:
             " reason = excluded.reason, attempts = attempts + 1, failed_at = excluded.failed_at",
             (url_key, reason, (now or datetime.now(UTC)).isoformat()),
         )
+        self._failed_keys().add(url_key)
 
     @_serialized
     def forget_failure(self, url_key: str) -> None:
-        # Looked up first: nearly every page never failed, and a read takes no write lock
-        # (the writer thread's key transactions go on meanwhile) and writes nothing to the WAL.
-        found = self._db.execute(
-            "SELECT 1 FROM fetch_failures WHERE url_key = ?", (url_key,)
-        ).fetchone()
-        if found:
+        failed = self._failed_keys()
+        if url_key in failed:
             self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
+            failed.discard(url_key)
+
+    @_serialized
+    def _failed_keys(self) -> set[str]:
+        if self._failed is None:
+            rows = self._db.execute("SELECT url_key FROM fetch_failures").fetchall()
+            self._failed = {url_key for (url_key,) in rows}
+        return self._failed
 
     # --- feeds' conditional GET ---------------------------------------------------------------
 
