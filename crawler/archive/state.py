@@ -195,6 +195,7 @@ class ArchiveState:
             self._db.executescript(_SCHEMA)
             if fresh:
                 self.set_key_version(KEY_VERSION)
+            self._failed_keys()
         except sqlite3.DatabaseError as error:
             self._db.close()
             if is_corruption(error):
@@ -345,12 +346,17 @@ class ArchiveState:
             self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
             failed.discard(url_key)
 
-    @_serialized
     def _failed_keys(self) -> set[str]:
-        if self._failed is None:
-            rows = self._db.execute("SELECT url_key FROM fetch_failures").fetchall()
-            self._failed = {url_key for (url_key,) in rows}
-        return self._failed
+        # Read when the state opens (a writable one: before any writer-thread transaction,
+        # which holds the lock); after that, the crawl thread never takes the lock for it.
+        failed = self._failed
+        if failed is None:
+            with self._lock:
+                if self._failed is None:
+                    rows = self._db.execute("SELECT url_key FROM fetch_failures").fetchall()
+                    self._failed = {url_key for (url_key,) in rows}
+                failed = self._failed
+        return failed
 
     # --- feeds' conditional GET ---------------------------------------------------------------
 
