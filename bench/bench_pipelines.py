@@ -26,6 +26,7 @@ from crawler.items import Article
 from crawler.pipelines.dedup import DedupPipeline
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.pipelines.write import WritePipeline
+from crawler.post.clean_worker import stop_shared_workers
 from crawler.settings import CLEAN_PROCESSES, FALLBACK_IMAGE, WRITE_PROCESS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,8 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
 
     async def feed() -> None:
         await asyncio.gather(*(one(item) for item in items))
-        pipelines[0].close_spider()  # type: ignore[attr-defined] # its workers, on the loop
+        pipelines[0].close_spider()  # type: ignore[attr-defined]
+        await stop_shared_workers()  # before asyncio.run closes their loop
 
     began = time.perf_counter()
     asyncio.run(feed())

@@ -18,7 +18,12 @@ from scrapy.utils.test import get_crawler
 from crawler.items import Article
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.post.article import finish_article
-from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers, shared_workers
+from crawler.post.clean_worker import (
+    CleanWorkerLost,
+    CleanWorkers,
+    shared_workers,
+    stop_shared_workers,
+)
 from crawler.post.cleaning import clean_body
 from crawler.settings import FALLBACK_IMAGE
 
@@ -123,6 +128,23 @@ async def test_the_crawls_of_one_process_share_their_workers() -> None:
     first = await deferred_from_coro(pids())
     second = await deferred_from_coro(pids())
     assert first == second and len(first) == 1
+
+
+async def test_a_loops_shared_workers_stop_and_are_waited_for() -> None:
+    """For a program that closes its loop after the pipelines (the benchmark): the workers
+    have exited when stop_shared_workers returns, and the next use starts new ones."""
+
+    async def run() -> tuple[list[int | None], bool]:
+        workers = shared_workers(1)
+        await workers.finish(*job(BODY))
+        started = list(workers._workers)
+        await stop_shared_workers()
+        codes = [worker.transport.get_returncode() for worker in started]  # type: ignore[union-attr]
+        return codes, shared_workers(1) is not workers
+
+    codes, renewed = await deferred_from_coro(run())
+    assert len(codes) == 1 and codes[0] is not None  # exited, not merely told to
+    assert renewed
 
 
 def test_no_worker_outlives_the_process_that_started_it() -> None:

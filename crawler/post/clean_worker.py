@@ -48,6 +48,7 @@ class _Worker(asyncio.SubprocessProtocol):
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.alive = True
         self._buffer = bytearray()
+        self.exited = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.SubprocessTransport)
@@ -81,6 +82,8 @@ class _Worker(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         code = self.transport.get_returncode() if self.transport else None
         self._lost(f"exit status {code}")
+        if not self.exited.done():
+            self.exited.set_result(code)
 
     def _lost(self, reason: str) -> None:
         self.alive = False
@@ -151,6 +154,13 @@ class CleanWorkers:
             worker.close()
         self._workers = []
 
+    async def stop(self) -> None:
+        """Close the workers and wait until they have exited (before their loop closes)."""
+        workers = self._workers
+        self.close()
+        for worker in workers:
+            await worker.exited
+
 
 # The workers of each event loop, by their number: the crawls of one process (a harvest's
 # sources, a test session) share them instead of starting their own. They end with the
@@ -166,6 +176,13 @@ def shared_workers(processes: int) -> CleanWorkers:
     if processes not in by_size:
         by_size[processes] = CleanWorkers(processes)
     return by_size[processes]
+
+
+async def stop_shared_workers() -> None:
+    """The running loop's shared workers stopped and waited for: for a program that runs
+    its crawls' pipelines on a loop it then closes (bench/bench_pipelines.py)."""
+    for workers in _SHARED.pop(asyncio.get_running_loop(), {}).values():
+        await workers.stop()
 
 
 def _stop_shared_workers() -> None:
