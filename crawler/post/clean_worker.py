@@ -154,12 +154,13 @@ class CleanWorkers:
             worker.close()
         self._workers = []
 
-    async def stop(self) -> None:
-        """Close the workers and wait until they have exited (before their loop closes)."""
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Close the workers and wait until they have exited (before their loop closes);
+        TimeoutError if one is still running after ``timeout`` seconds (closing kills it)."""
         workers = self._workers
         self.close()
         for worker in workers:
-            await worker.exited
+            await asyncio.wait_for(asyncio.shield(worker.exited), timeout)
 
 
 # The workers of each event loop, by their number: the crawls of one process (a harvest's
