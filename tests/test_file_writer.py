@@ -73,3 +73,33 @@ def test_a_lost_helper_fails_its_batch_and_is_started_again(
     assert isinstance(lost[0], OSError)  # a write failure like any other (WriteFailed)
     assert writer.write_posts(tmp_path, [("b.md", b"b")]) == [True]
     assert writer._child._process is not None and writer._child._process.pid != process.pid
+
+
+def test_a_batch_written_by_several_threads_fails_each_post_alone(tmp_path: Path) -> None:
+    (tmp_path / "2021" / "07" / "taken.md").mkdir(parents=True)  # a folder at a post's name
+    posts = [(f"2021/0{7 + n % 2}/{n}.md", f"post {n}".encode()) for n in range(30)]
+    posts[5] = ("2021/07/taken.md", b"x")
+    posts.append(("2021/08/1.md", b"the same name again"))
+    results = write_posts(tmp_path, posts)
+    assert isinstance(results[5], OSError) and results[5].errno == errno.EISDIR
+    assert results[-1] is False  # a repeat of the batch: the first copy is there
+    assert results[:5] + results[6:-1] == [True] * 29
+    for relpath, data in posts[:5] + posts[6:-1]:
+        assert (tmp_path / relpath).read_bytes() == data
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temporary file left
+
+
+def test_a_forked_child_writes_with_threads_of_its_own(tmp_path: Path) -> None:
+    assert write_posts(tmp_path / "parent", [("a.md", b"a"), ("b.md", b"b")]) == [True, True]
+    pid = os.fork()
+    if pid == 0:  # the parent's writing threads do not exist here
+        ok = write_posts(tmp_path / "child", [("a.md", b"a"), ("b.md", b"b")]) == [True, True]
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if status[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status[0] == pid and os.waitstatus_to_exitcode(status[1]) == 0, "child hung or failed"
+    assert (tmp_path / "child" / "b.md").read_bytes() == b"b"

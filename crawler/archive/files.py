@@ -17,8 +17,10 @@ import errno
 import os
 import secrets
 import stat
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -144,9 +146,7 @@ def open_file(
     return fd
 
 
-def write_atomically(
-    target: Path, data: bytes, *, root: Path | None = None, sync_folder: bool = True
-) -> bool:
+def write_atomically(target: Path, data: bytes, *, root: Path | None = None) -> bool:
     """Write ``data`` to ``target`` through a hidden temporary file, fsync and link into place.
 
     Never replaces an existing post: returns False (and writes nothing) when ``target`` is
@@ -154,53 +154,113 @@ def write_atomically(
     anything else is an OSError. The folders from ``root`` (default: the target's folder) down
     to the target are created as needed and never followed through a symlink. The temporary
     file has an unpredictable name (``.<name>.<random>.tmp``) and is created with ``O_EXCL``;
-    a crash leaves at most such a file, never a half-written post. Without ``sync_folder``
-    the folder is not fsynced: the caller does it (:func:`fsync_folder`, once for a batch of
-    posts) before it counts the post as stored.
+    a crash leaves at most such a file, never a half-written post. The folder is fsynced
+    after the link (:func:`write_posts` does that once for a batch of posts instead).
     """
     root = target.parent if root is None else root
     parts = target.parent.relative_to(root).parts
     folder = open_folder(root, parts, create=True)
     try:
-        return _write_new(folder, target.name, data, target, sync_folder=sync_folder)
+        return _write_new(folder, target.name, data, target, sync_folder=True)
     finally:
         os.close(folder)
-
-
-def fsync_folder(root: Path, folder: Path) -> None:
-    """fsync ``folder`` (inside ``root``, opened without following a symlink), so that the
-    names linked into it survive a crash."""
-    fd = open_folder(root, folder.relative_to(root).parts)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_posts(root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | Exception]:
     """Each ``(relpath, data)`` inside ``root`` written as :func:`write_atomically` writes it
     (True: written, False: already there), then each folder that got a new file fsynced once.
     A post whose write or folder fsync failed gets its error (OSError, or ValueError for a
-    path that would leave the archive) in its place instead."""
-    results: list[bool | Exception] = []
-    folders: dict[Path, list[int]] = {}
-    for relpath, data in posts:
+    path that would leave the archive) in its place instead.
+
+    Each folder of the batch is walked and opened once (never through a symlink), its posts
+    written by :data:`WRITE_THREADS` threads at once (each file fsynced before it is linked,
+    as always), then the folder fsynced. A relpath repeated in the batch is written after the
+    others, so that two threads never race for one name."""
+    results: list[bool | Exception] = [False] * len(posts)
+    folders: dict[tuple[str, ...], list[tuple[int, str]]] = {}  # folder parts -> (position, name)
+    repeats: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for position, (relpath, _data) in enumerate(posts):
         try:
-            target = resolve_inside(root, relpath)
-            written = write_atomically(target, data, root=root, sync_folder=False)
-        except (OSError, ValueError) as error:  # this post's, handed back to its caller
-            results.append(error)
+            *parts, name = _parts(relpath)
+        except ValueError as error:
+            results[position] = error
             continue
-        results.append(written)
-        if written:
-            folders.setdefault(target.parent, []).append(len(results) - 1)
-    for folder, positions in folders.items():
+        if relpath in seen:
+            repeats.append((position, relpath))
+        else:
+            seen.add(relpath)
+            folders.setdefault(tuple(parts), []).append((position, name))
+    root = root.resolve()
+    for parts, named in folders.items():
+        _write_in_folder(root, parts, named, posts, results)
+    for position, relpath in repeats:  # already written above: found there (False), or fails
         try:
-            fsync_folder(root, folder)
+            results[position] = write_atomically(
+                resolve_inside(root, relpath), posts[position][1], root=root
+            )
         except OSError as error:
-            for position in positions:
-                results[position] = error
+            results[position] = error
     return results
+
+
+def _write_in_folder(
+    root: Path,
+    parts: tuple[str, ...],
+    named: list[tuple[int, str]],
+    posts: Sequence[tuple[str, bytes]],
+    results: list[bool | Exception],
+) -> None:
+    """The posts ``named`` (position in ``posts``, file name) written into ``root/parts``."""
+    shown = root.joinpath(*parts)
+    try:
+        folder = open_folder(root, parts, create=True)
+    except OSError as error:
+        for position, _name in named:
+            results[position] = error
+        return
+    try:
+
+        def write(job: tuple[int, str]) -> None:
+            position, name = job
+            try:
+                results[position] = _write_new(
+                    folder, name, posts[position][1], shown / name, sync_folder=False
+                )
+            except OSError as error:  # this post's, handed back to its caller
+                results[position] = error
+
+        if len(named) > 1:
+            list(_write_pool().map(write, named))  # list(): waits, and raises a bug's error
+        else:
+            write(named[0])
+        if any(results[position] is True for position, _name in named):
+            try:
+                os.fsync(folder)
+            except OSError as error:
+                for position, _name in named:
+                    if results[position] is True:
+                        results[position] = error
+    finally:
+        os.close(folder)
+
+
+# Concurrent fsyncs on one file system share its journal commits (ext4's jbd2, XFS's log).
+# On this project's 2-core ext4 test machine, 4,000 8 KB posts in batches of 32 (one folder
+# walk each): 1 thread 2,300 files/s, 2 threads 3,300/s, 4 threads 3,800/s, 8 threads 4,000/s
+# at more system CPU a file (contention for the GIL between the syscalls).
+WRITE_THREADS = 4
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _write_pool() -> ThreadPoolExecutor:
+    """This process's writing threads (made again in a forked child, which has none)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(WRITE_THREADS, "post-write"))
+        return _pool[1]
 
 
 def _write_new(folder: int, name: str, data: bytes, shown: Path, *, sync_folder: bool) -> bool:
