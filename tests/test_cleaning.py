@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import html as lxml_html
 
-from crawler.post.cleaning import clean_body, clean_title, encode_for_post, join_url
+from crawler.post.cleaning import (
+    absolute_url,
+    clean_body,
+    clean_title,
+    encode_for_post,
+    join_url,
+)
 
 BASE = "https://www.cnbeta.com.tw/articles/tech/1153345.htm"
 
@@ -284,6 +290,45 @@ def test_join_url_is_urljoin_on_any_link(base: str, prefix: str, rest: str) -> N
             urlsplit(join_url(base, link))
         return
     assert join_url(base, link) == expected
+
+
+def _absolute_url_by_urlsplit(value: str, base: str) -> str | None:
+    """absolute_url as written before its per-host cache: urlsplit of every resolved link."""
+    value = value.strip()
+    if not value or value[:7].lower() == "mailto:":
+        return value or None
+    try:
+        resolved = urljoin(base, value)
+        parts = urlsplit(resolved)
+        parts.port  # noqa: B018
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return resolved
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    base=st.sampled_from(_BASES),
+    prefix=st.sampled_from(
+        ("", "/", "//", "http://", "https://", "https://h", "http://h:1", "HTTP://h", "http:")
+    ),
+    rest=st.text(alphabet="/.?#;:@a1%[]\\", max_size=12),
+)
+def test_absolute_url_checks_hosts_as_urlsplit_does(base: str, prefix: str, rest: str) -> None:
+    link = prefix + rest
+    assert absolute_url(link, base) == _absolute_url_by_urlsplit(link, base), (base, link)
+
+
+def test_absolute_url_refuses_bad_hosts_and_ports() -> None:
+    for link in (
+        "https://h:x/a", "https://h:99999/a", "http://[::1/a", "https://:8/a",
+        "http://u@/a", "ftp://h/a", "javascript:alert(1)",
+    ):  # fmt: skip
+        assert absolute_url(link, BASE) is None, link
+    assert absolute_url("https://h:8/a", BASE) == "https://h:8/a"
+    assert absolute_url("/a?b#c", BASE) == "https://www.cnbeta.com.tw/a?b#c"
 
 
 def test_a_second_body_inside_the_body_keeps_both_texts() -> None:

@@ -290,13 +290,32 @@ def absolute_url(value: str, base_url: str | None) -> str | None:
         return value
     try:
         resolved = join_url(base_url, value) if base_url else value
-        parts = urlsplit(resolved)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return resolved
+    scheme, separator, rest = resolved.partition("://")
+    if separator and scheme in ("http", "https"):
+        # What urlsplit checks (host, port, brackets) is all in the netloc: checked once a host.
+        return resolved if _has_http_host_in(scheme, _NETLOC.match(rest)[0]) else None
+    return resolved if _has_http_host(resolved) else None
+
+
+# The netloc of what follows "scheme://", as urlsplit cuts it.
+_NETLOC = re.compile(r"[^/?#]*")
+
+
+@lru_cache(maxsize=1024)
+def _has_http_host_in(scheme: str, netloc: str) -> bool:
+    return _has_http_host(f"{scheme}://{netloc}")
+
+
+def _has_http_host(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host and a valid port."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 # What urljoin rewrites besides joining: empty parameters, query or fragment are dropped
