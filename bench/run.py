@@ -254,6 +254,24 @@ def feedparser_rate(folder: Path) -> float:
     return entries_per_second(documents, rounds=1, own_cleaning=False)
 
 
+STOCK_FEEDPARSER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from bench_feeds import entries_per_second
+documents = [path.read_bytes() for path in sorted(Path(sys.argv[1]).glob("*.xml"))]
+print(entries_per_second(documents, rounds=1, own_cleaning=False))
+"""
+
+
+def stock_feedparser_rate(folder: Path) -> float:
+    """:func:`feedparser_rate` of feedparser as installed, without this project's speed-up
+    (crawler/extract/feedparser_speedup.py): in a process that never imports ``crawler``."""
+    bench = Path(__file__).resolve().parent
+    command = [sys.executable, "-c", STOCK_FEEDPARSER, str(folder / "feeds"), str(bench)]
+    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
 # --- 3. crawls as subprocesses ----------------------------------------------------------
 
 FAST = (
@@ -465,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             table.add("rerun_peak_rss", rss2, "MiB")
             rate, entries = feedparser_rate(site), args.feeds * args.entries
             table.add("feedparser_rate", rate, "entries/s", f"{entries} entries, parse alone")
+            stock = stock_feedparser_rate(site)
+            table.add("feedparser_stock_rate", stock, "entries/s", "as installed, no speed-up")
             t3, rss3, rc3 = crawl(
                 "feeds", tmp / "feeds-out", tmp / "feeds.log", "-a", f"sources={sources}"
             )
@@ -472,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             table.add("feeds_written", posts(tmp / "feeds-out"), "posts", f"of {entries}")
             table.add("feeds_rate", entries / t3, "entries/s")
             table.add("feeds_ratio", entries / t3 / rate, "x", "crawl / feedparser alone")
+            table.add("feeds_ratio_stock", entries / t3 / stock, "x", "crawl / stock feedparser")
             table.add("feeds_peak_rss", rss3, "MiB")
         finally:
             server.terminate()

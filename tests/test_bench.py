@@ -15,8 +15,9 @@ KEYS = {
     "server", "crawl_nopipe_s", "crawl_nopipe_rate", "crawl_full_s", "crawl_full_rate",
     "crawl_full_written", "crawl_ratio", "crawl_full_peak_rss", "rerun_s", "rerun_written",
     "rerun_speedup", "rerun_peak_rss", "durable_write_ceiling", "dedup_us_1000",
-    "crawl_nopipe_cpu_ms", "crawl_full_cpu_ms", "feedparser_rate", "feeds_crawl_s",
-    "feeds_written", "feeds_rate", "feeds_ratio", "feeds_peak_rss", "pipelines_rate",
+    "crawl_nopipe_cpu_ms", "crawl_full_cpu_ms", "feedparser_rate", "feedparser_stock_rate",
+    "feeds_crawl_s", "feeds_written", "feeds_rate", "feeds_ratio", "feeds_ratio_stock",
+    "feeds_peak_rss", "pipelines_rate",
     "pipelines_vs_ceiling", "large_30_crawl_s", "large_30_peak_rss", "reindex_s",
     "reindex_peak_rss", *(f"stage_{s}_us" for s in (
         "clean", "sanitize", "encode", "normalize_rest", "dedup", "validate", "write"
