@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from support import FEEDS
 
 from crawler.extract.feed import FeedEntry, feed_entries, is_feed, parse_feed
@@ -122,3 +123,31 @@ def test_cp1252_pass_is_guarded_and_still_maps_c1_controls() -> None:
     # Text without them (CJK, here) comes out as it went in.
     cjk = "<rss version='2.0'><channel><item><title>苹果发布新芯片 €</title></item></channel></rss>"
     assert parse_feed(cjk.encode(), {}, "https://e.com/f").entries[0].title == "苹果发布新芯片 €"
+
+
+def test_cached_uri_joins_parse_as_feedparser_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import feedparser.mixin
+    import feedparser.urls
+
+    assert feedparser.mixin.make_safe_absolute_uri.uri_joins_cached
+    atom = f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://site.example/blog/">
+<title>t</title><link href="/"/>
+<entry xml:base="posts/"><title>a</title><link href="one.html"/><id>tag:a</id>
+<content type="html">&lt;a href="x"&gt;x&lt;/a&gt;</content></entry>
+<entry xml:base="javascript:alert(1)//"><title>b</title><link href="two.html"/><id>b</id></entry>
+<entry xml:base="../other/"><title>c</title><link href="{"p" * 5000}.html"/><id>c</id></entry>
+<entry><title>d</title><link href="//cdn.example/d?q=1#f"/><id>d</id></entry>
+</feed>""".encode()
+    cached = parse_feed(atom, {}, "https://site.example/feed")
+    monkeypatch.setattr(
+        feedparser.mixin, "make_safe_absolute_uri", feedparser.urls.make_safe_absolute_uri
+    )
+    monkeypatch.setattr(feedparser.mixin, "_urljoin", feedparser.urls._urljoin)
+    stock = parse_feed(atom, {}, "https://site.example/feed")
+    assert [e.link for e in cached.entries] == [e.link for e in stock.entries]
+    assert cached.entries == stock.entries and cached.feed == stock.feed
+    assert cached.entries[0].link == "https://site.example/blog/posts/one.html"
+    assert (
+        cached.entries[1].link == "https://site.example/blog/two.html"
+    )  # javascript: base refused

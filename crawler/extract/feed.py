@@ -20,9 +20,10 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from crawler.extract.dates import from_struct, parse_date
-from crawler.extract.feedparser_speedup import guard_cp1252_pass
+from crawler.extract.feedparser_speedup import cache_uri_joins, guard_cp1252_pass
 
 guard_cp1252_pass()
+cache_uri_joins()
 
 # A date further ahead than this is a feed's mistake: the fetch time is used instead.
 FUTURE_TOLERANCE = timedelta(days=1)
