@@ -103,3 +103,11 @@ def test_a_forked_child_writes_with_threads_of_its_own(tmp_path: Path) -> None:
         os.waitpid(pid, 0)
     assert status[0] == pid and os.waitstatus_to_exitcode(status[1]) == 0, "child hung or failed"
     assert (tmp_path / "child" / "b.md").read_bytes() == b"b"
+
+
+def test_an_archive_folder_that_cannot_be_resolved_fails_every_post(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    results = write_posts(tmp_path / "loop", [("a.md", b"a"), ("../b.md", b"b")])
+    # An error naming the folder (mkdir's EEXIST here: the loop is not a folder), not a crash.
+    assert isinstance(results[0], OSError) and "loop" in str(results[0])
+    assert isinstance(results[1], ValueError)

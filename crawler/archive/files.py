@@ -76,7 +76,13 @@ def resolve_inside(output_dir: Path, relpath: str) -> Path:
     a symlink (:func:`write_atomically` with ``root``).
     """
     _parts(relpath)
-    return output_dir.resolve() / relpath
+    return _real(output_dir) / relpath
+
+
+def _real(folder: Path) -> Path:
+    """``folder`` with its symlinks resolved; a symlink loop is left for the open that
+    follows to refuse (ELOOP), where ``Path.resolve`` raises RuntimeError on Python 3.11."""
+    return Path(os.path.realpath(folder))
 
 
 def _parts(relpath: str | PurePosixPath) -> tuple[str, ...]:
@@ -191,7 +197,7 @@ def write_posts(root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | E
         else:
             seen.add(relpath)
             folders.setdefault(tuple(parts), []).append((position, name))
-    root = root.resolve()
+    root = _real(root)
     for parts, named in folders.items():
         _write_in_folder(root, parts, named, posts, results)
     for position, relpath in repeats:  # already written above: found there (False), or fails
