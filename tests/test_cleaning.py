@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from lxml import html as lxml_html
 
 from crawler.post.cleaning import (
+    _has_http_host_in,
     absolute_url,
     clean_body,
     clean_title,
@@ -328,6 +329,12 @@ def test_absolute_url_refuses_bad_hosts_and_ports() -> None:
     ):  # fmt: skip
         assert absolute_url(link, BASE) is None, link
     assert absolute_url("https://h:8/a", BASE) == "https://h:8/a"
+    # An overlong host is checked as any link is, and not kept in the per-host cache.
+    before = _has_http_host_in.cache_info().currsize
+    long_host = "https://" + "a" * 5000 + ".example/x"
+    assert absolute_url(long_host, BASE) == _absolute_url_by_urlsplit(long_host, BASE)
+    assert absolute_url("https://" + "a" * 5000 + ":x/", BASE) is None
+    assert _has_http_host_in.cache_info().currsize == before
     assert absolute_url("/a?b#c", BASE) == "https://www.cnbeta.com.tw/a?b#c"
 
 

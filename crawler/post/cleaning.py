@@ -294,13 +294,17 @@ def absolute_url(value: str, base_url: str | None) -> str | None:
         return None
     scheme, separator, rest = resolved.partition("://")
     if separator and scheme in ("http", "https"):
-        # What urlsplit checks (host, port, brackets) is all in the netloc: checked once a host.
-        return resolved if _has_http_host_in(scheme, _NETLOC.match(rest)[0]) else None
+        netloc = _NETLOC.match(rest)[0]
+        # What urlsplit checks (host, port, brackets) is all in the netloc: checked once a
+        # host, except an overlong one (a hostile page's megabyte of host is not kept).
+        if len(netloc) <= CACHED_NETLOC_LENGTH:
+            return resolved if _has_http_host_in(scheme, netloc) else None
     return resolved if _has_http_host(resolved) else None
 
 
 # The netloc of what follows "scheme://", as urlsplit cuts it.
 _NETLOC = re.compile(r"[^/?#]*")
+CACHED_NETLOC_LENGTH = 300  # a DNS name is at most 253 characters; then a port, a user
 
 
 @lru_cache(maxsize=1024)
