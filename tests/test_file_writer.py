@@ -1,5 +1,6 @@
 """Post files written by the helper process: as in place, errors carried back with their
-errno, a lost helper's batch failed (never reported written) and the helper started again."""
+errno, a lost helper's batch failed (never reported written) and the helper started again.
+A batch written with a group commit (one syncfs for the batch) as with one fsync a file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import crawler.archive.files as files
 from crawler.archive.file_writer import FileWriterProcess
 from crawler.archive.files import write_posts
 from crawler.child import ChildLost
@@ -27,22 +29,33 @@ def writer() -> FileWriterProcess:
     process.close()
 
 
-def test_the_helper_writes_as_in_place(tmp_path: Path, writer: FileWriterProcess) -> None:
+GROUP_COMMIT = pytest.mark.parametrize("group_commit", [False, True], ids=["fsync", "syncfs"])
+
+
+@GROUP_COMMIT
+def test_the_helper_writes_as_in_place(
+    tmp_path: Path, writer: FileWriterProcess, group_commit: bool
+) -> None:
     posts = [(f"2021/07/{n}.md", f"post {n}".encode()) for n in range(40)]
     helper, here = tmp_path / "helper", tmp_path / "here"
-    assert writer.write_posts(helper, posts) == write_posts(here, posts) == [True] * 40
-    assert writer.write_posts(helper, posts[:2]) == [False, False]  # never replaced
+    written = writer.write_posts(helper, posts, group_commit=group_commit)
+    assert written == write_posts(here, posts) == [True] * 40
+    assert writer.write_posts(helper, posts[:2], group_commit=group_commit) == [False, False]
     for relpath, data in posts:
         assert (helper / relpath).read_bytes() == (here / relpath).read_bytes() == data
 
 
-def test_errors_come_back_with_their_errno(tmp_path: Path, writer: FileWriterProcess) -> None:
+@GROUP_COMMIT
+def test_errors_come_back_with_their_errno(
+    tmp_path: Path, writer: FileWriterProcess, group_commit: bool
+) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "2021").symlink_to(tmp_path / "elsewhere")
     (tmp_path / "2022").write_text("a file where a folder should be")
     results = writer.write_posts(
         tmp_path,
         [("2021/07/a.md", b"a"), ("2022/07/b.md", b"b"), ("../out.md", b"c"), ("2023/c.md", b"")],
+        group_commit=group_commit,
     )
     assert isinstance(results[0], OSError) and results[0].errno == errno.ELOOP
     assert isinstance(results[1], OSError) and results[1].errno == errno.ENOTDIR
@@ -75,12 +88,13 @@ def test_a_lost_helper_fails_its_batch_and_is_started_again(
     assert writer._child._process is not None and writer._child._process.pid != process.pid
 
 
-def test_a_batch_written_by_several_threads_fails_each_post_alone(tmp_path: Path) -> None:
+@GROUP_COMMIT
+def test_a_batch_fails_each_post_alone(tmp_path: Path, group_commit: bool) -> None:
     (tmp_path / "2021" / "07" / "taken.md").mkdir(parents=True)  # a folder at a post's name
     posts = [(f"2021/0{7 + n % 2}/{n}.md", f"post {n}".encode()) for n in range(30)]
     posts[5] = ("2021/07/taken.md", b"x")
     posts.append(("2021/08/1.md", b"the same name again"))
-    results = write_posts(tmp_path, posts)
+    results = write_posts(tmp_path, posts, group_commit=group_commit)
     assert isinstance(results[5], OSError) and results[5].errno == errno.EISDIR
     assert results[-1] is False  # a repeat of the batch: the first copy is there
     assert results[:5] + results[6:-1] == [True] * 29
@@ -111,3 +125,76 @@ def test_an_archive_folder_that_cannot_be_resolved_fails_every_post(tmp_path: Pa
     # An error naming the folder (mkdir's EEXIST here: the loop is not a folder), not a crash.
     assert isinstance(results[0], OSError) and "loop" in str(results[0])
     assert isinstance(results[1], ValueError)
+
+
+class CountedFsyncs:
+    """``os.fsync`` as it is, counted (the calls a batch makes are what group commit saves)."""
+
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            self.calls += 1
+            real(fd)
+
+        patch.setattr(os, "fsync", fsync)
+
+
+def test_a_group_commit_syncs_the_batch_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert files.can_sync_file_system()  # Linux 5.8 or later: this machine and CI's
+    posts = [(f"2021/0{7 + n % 2}/{n}.md", f"post {n}".encode()) for n in range(20)]
+    fsyncs = CountedFsyncs(monkeypatch)
+    assert write_posts(tmp_path / "file", posts) == [True] * 20
+    assert fsyncs.calls == 20 + 2  # each file, then each of the two folders
+    fsyncs.calls = 0
+    assert write_posts(tmp_path / "group", posts, group_commit=True) == [True] * 20
+    assert fsyncs.calls == 2  # the folders only: the files were synced by one syncfs
+    for relpath, data in posts:
+        grouped = tmp_path / "group" / relpath
+        assert grouped.read_bytes() == data
+        assert grouped.stat().st_mode == (tmp_path / "file" / relpath).stat().st_mode
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temporary file left
+
+
+def test_a_failed_group_commit_links_nothing_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert write_posts(tmp_path, [("2021/07/old.md", b"old")]) == [True]
+
+    def disk_error(fd: int) -> None:
+        raise OSError(errno.EIO, "syncfs: Input/output error")
+
+    monkeypatch.setattr(files, "sync_file_system", disk_error)
+    posts = [("2021/07/old.md", b"new"), ("2021/07/a.md", b"a"), ("2021/08/b.md", b"b")]
+    results = write_posts(tmp_path, posts, group_commit=True)
+    assert results[0] is False  # on disk already: not part of the commit
+    assert [getattr(result, "errno", None) for result in results[1:]] == [errno.EIO] * 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.md")) == [
+        "2021/07/old.md"
+    ]  # nothing linked before its bytes were known to be on disk
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temporary file left
+    monkeypatch.undo()
+    assert write_posts(tmp_path, posts, group_commit=True) == [False, True, True]  # next run
+
+
+@pytest.mark.parametrize(("system", "release", "available"), [
+    ("linux", "6.18.44-fc-v1300", True), ("linux", "5.8.0", True),
+    ("linux", "5.4.0-150-generic", False), ("darwin", "23.1.0", False),
+])  # fmt: skip
+def test_group_commit_only_where_syncfs_reports_errors(
+    system: str, release: str, available: bool
+) -> None:
+    assert (files.syncfs_of(system, release) is not None) is available
+
+
+def test_without_syncfs_a_group_commit_fsyncs_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "_syncfs", lambda: None)
+    fsyncs = CountedFsyncs(monkeypatch)
+    posts = [(f"2021/07/{n}.md", b"post") for n in range(5)]
+    assert write_posts(tmp_path, posts, group_commit=True) == [True] * 5
+    assert fsyncs.calls == 5 + 1

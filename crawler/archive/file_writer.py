@@ -5,8 +5,8 @@ around every durable write (the safe path walk, the temporary file, the link, th
 holds the GIL, and in a thread of the crawl's process that time is taken from the reactor.
 The thread now waits on one pipe read per batch, without the GIL.
 
-Request ``(root, [(relpath, data), ...])``; reply :func:`~crawler.archive.files.write_posts`'s
-list, errors made portable.
+Request ``(root, [(relpath, data), ...], group_commit)``; reply
+:func:`~crawler.archive.files.write_posts`'s list, errors made portable.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from crawler import child
 from crawler.archive.files import write_posts
 
 
-def _reply(request: tuple[str, list[tuple[str, bytes]]]) -> list[bool | BaseException]:
-    root, posts = request
+def _reply(request: tuple[str, list[tuple[str, bytes]], bool]) -> list[bool | BaseException]:
+    root, posts, group_commit = request
     try:
-        results = write_posts(Path(root), posts)
+        results = write_posts(Path(root), posts, group_commit=group_commit)
     except Exception as error:  # a bug, not a disk: the batch fails with it, the helper stays
         return [child.portable_error(error)] * len(posts)
     return [
@@ -37,9 +37,12 @@ class FileWriterProcess:
     def __init__(self) -> None:
         self._child = child.BlockingChild(__name__)
 
-    def write_posts(self, root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | Exception]:
+    def write_posts(
+        self, root: Path, posts: Sequence[tuple[str, bytes]], *, group_commit: bool = False
+    ) -> list[bool | Exception]:
         try:
-            results: list[bool | Exception] = self._child.call((str(root), list(posts)))
+            request = (str(root), list(posts), group_commit)
+            results: list[bool | Exception] = self._child.call(request)
         except child.ChildLost as error:
             # Whether its files are on disk is unknown: they count as failed (retried next
             # run, where a post found on disk gets its index line and keys, "repaired").

@@ -13,14 +13,20 @@ files are created with unpredictable names and ``O_EXCL``. A refused symlink is 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import os
+import platform
+import re
 import secrets
 import stat
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -172,7 +178,9 @@ def write_atomically(target: Path, data: bytes, *, root: Path | None = None) -> 
         os.close(folder)
 
 
-def write_posts(root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | Exception]:
+def write_posts(
+    root: Path, posts: Sequence[tuple[str, bytes]], *, group_commit: bool = False
+) -> list[bool | Exception]:
     """Each ``(relpath, data)`` inside ``root`` written as :func:`write_atomically` writes it
     (True: written, False: already there), then each folder that got a new file fsynced once.
     A post whose write or folder fsync failed gets its error (OSError, or ValueError for a
@@ -181,7 +189,12 @@ def write_posts(root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | E
     Each folder of the batch is walked and opened once (never through a symlink), its posts
     written by :data:`WRITE_THREADS` threads at once (each file fsynced before it is linked,
     as always), then the folder fsynced. A relpath repeated in the batch is written after the
-    others, so that two threads never race for one name."""
+    others, so that two threads never race for one name.
+
+    ``group_commit`` (where :func:`can_sync_file_system`): the batch's temporary files are
+    all written first, then made durable together by one ``syncfs(2)``, then linked into
+    place (:func:`_write_group`); a post is still never linked before its bytes are on disk.
+    """
     results: list[bool | Exception] = [False] * len(posts)
     folders: dict[tuple[str, ...], list[tuple[int, str]]] = {}  # folder parts -> (position, name)
     repeats: list[tuple[int, str]] = []
@@ -198,8 +211,11 @@ def write_posts(root: Path, posts: Sequence[tuple[str, bytes]]) -> list[bool | E
             seen.add(relpath)
             folders.setdefault(tuple(parts), []).append((position, name))
     root = _real(root)
-    for parts, named in folders.items():
-        _write_in_folder(root, parts, named, posts, results)
+    if group_commit and can_sync_file_system():
+        _write_group(root, folders, posts, results)
+    else:
+        for parts, named in folders.items():
+            _write_in_folder(root, parts, named, posts, results)
     for position, relpath in repeats:  # already written above: found there (False), or fails
         try:
             results[position] = write_atomically(
@@ -272,32 +288,171 @@ def _write_pool() -> ThreadPoolExecutor:
 def _write_new(folder: int, name: str, data: bytes, shown: Path, *, sync_folder: bool) -> bool:
     if _existing(folder, name, shown):
         return False
-    temporary, fd = _create_temporary(folder, name, shown)
+    temporary = _write_temporary(folder, name, data, shown, fsync=True)
     try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            # A link never replaces what is there (a post, a symlink planted meanwhile).
-            os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
-        except FileExistsError:
-            _existing(folder, name, shown)
+        if not _link_into_place(folder, temporary, name, shown):
             return False
-        except OSError as error:
-            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
-                raise
-            # A file system without hard links: checked, then renamed (the archive lock
-            # keeps other writers out).
-            if _existing(folder, name, shown):
-                return False
-            os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
     finally:
         unlink_in(folder, temporary)
     if sync_folder:
         os.fsync(folder)
     return True
+
+
+def _write_temporary(folder: int, name: str, data: bytes, shown: Path, *, fsync: bool) -> str:
+    """``data`` in a new temporary file beside ``name`` (fsynced when ``fsync``); its name.
+    A failed write leaves no temporary file."""
+    temporary, fd = _create_temporary(folder, name, shown)
+    try:
+        try:
+            _write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_in(folder, temporary)
+        raise
+    return temporary
+
+
+def _link_into_place(folder: int, temporary: str, name: str, shown: Path) -> bool:
+    """The durable ``temporary`` given the post's ``name`` (the caller unlinks the temporary
+    name); False when a post is there already."""
+    try:
+        # A link never replaces what is there (a post, a symlink planted meanwhile).
+        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+    except FileExistsError:
+        _existing(folder, name, shown)
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        # A file system without hard links: checked, then renamed (the archive lock keeps
+        # other writers out).
+        if _existing(folder, name, shown):
+            return False
+        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+    return True
+
+
+@dataclass
+class _StagedFolder:
+    """One folder of a group commit: its descriptor and its posts written to temporary files
+    (position in the batch, post name, temporary name)."""
+
+    fd: int
+    shown: Path
+    staged: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def _write_group(
+    root: Path,
+    folders: dict[tuple[str, ...], list[tuple[int, str]]],
+    posts: Sequence[tuple[str, bytes]],
+    results: list[bool | Exception],
+) -> None:
+    """A batch made durable at once: every new post written to its temporary file, one
+    ``syncfs(2)`` of the archive's file system (one journal commit and one flush of the
+    disk's cache for the batch, where a file's fsync costs both for every file), then each
+    linked into place and each folder fsynced. A failed syncfs fails every post it covered
+    (nothing linked, the temporary files removed): they are written again next run."""
+    opened: list[_StagedFolder] = []
+    try:
+        for parts, named in folders.items():
+            shown = root.joinpath(*parts)
+            try:
+                opened.append(_StagedFolder(open_folder(root, parts, create=True), shown))
+            except OSError as error:
+                for position, _name in named:
+                    results[position] = error
+                continue
+            folder = opened[-1]
+            for position, name in named:
+                try:
+                    if not _existing(folder.fd, name, shown / name):
+                        temporary = _write_temporary(
+                            folder.fd, name, posts[position][1], shown / name, fsync=False
+                        )
+                        folder.staged.append((position, name, temporary))
+                except OSError as error:
+                    results[position] = error
+        if not any(folder.staged for folder in opened):
+            return
+        try:
+            sync_file_system(opened[0].fd)
+        except OSError as error:
+            for folder in opened:
+                for position, _name, _temporary in folder.staged:
+                    results[position] = error
+            return
+        for folder in opened:
+            _link_staged(folder, results)
+    finally:
+        for folder in opened:
+            for _position, _name, temporary in folder.staged:
+                unlink_in(folder.fd, temporary)
+            os.close(folder.fd)
+
+
+def _link_staged(folder: _StagedFolder, results: list[bool | Exception]) -> None:
+    """``folder``'s durable temporary files linked into place, then the folder fsynced."""
+    for position, name, temporary in folder.staged:
+        try:
+            results[position] = _link_into_place(folder.fd, temporary, name, folder.shown / name)
+        except OSError as error:
+            results[position] = error
+    if any(results[position] is True for position, _name, _temporary in folder.staged):
+        try:
+            os.fsync(folder.fd)
+        except OSError as error:
+            for position, _name, _temporary in folder.staged:
+                if results[position] is True:
+                    results[position] = error
+
+
+# syncfs(2) reports a write-back error of the file system only since Linux 5.8: before, it
+# returned 0 whatever happened, so group commits are used only where it can fail.
+SYNCFS_REPORTS_ERRORS = (5, 8)
+
+
+def syncfs_of(system: str, release: str) -> Callable[[int], int] | None:
+    """libc's ``syncfs`` on ``system`` (``sys.platform``) at kernel ``release``, or None
+    where there is none or it cannot report an error."""
+    if not system.startswith("linux"):
+        return None
+    version = tuple(int(part) for part in re.findall(r"\d+", release)[:2])
+    if version < SYNCFS_REPORTS_ERRORS:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    return syncfs_of(sys.platform, platform.release())
+
+
+def can_sync_file_system() -> bool:
+    """Whether :func:`sync_file_system` is there (Linux 5.8 or later, with syncfs)."""
+    return _syncfs() is not None
+
+
+def sync_file_system(fd: int) -> None:
+    """``syncfs(2)`` of the file system ``fd`` is on: every file written there so far is on
+    disk when it returns (data and metadata, the disk's cache flushed). OSError on failure."""
+    call = _syncfs()
+    if call is None:
+        raise OSError(errno.ENOSYS, "syncfs(2) is not available here")
+    if call(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"syncfs: {os.strerror(code)}")
 
 
 def replace_in(folder: int, name: str, data: bytes | Iterable[bytes], shown: Path) -> None:

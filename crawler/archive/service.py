@@ -107,6 +107,8 @@ class ArchiveService:
         # A crawl's post files are written by a helper process (WRITE_PROCESS), so that the
         # writer thread holds the GIL once per batch, not for every file operation.
         self.file_writer: FileWriterProcess | None = None
+        # WRITE_GROUP_COMMIT: a batch's files made durable by one syncfs(2), not one fsync each.
+        self.group_commit = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -121,6 +123,7 @@ class ArchiveService:
         if settings.getbool("WRITE_PROCESS") and not service.read_only:
             service.file_writer = shared_file_writer()
         service.batch_delay = settings.getfloat("WRITE_BATCH_DELAY")
+        service.group_commit = settings.getbool("WRITE_GROUP_COMMIT")
         # A corrupt state stops the crawl here, before any request: one CorruptState line.
         check_state(service.output_dir)
         backend = str(settings.get("DEDUP_BACKEND") or "sqlite")
@@ -488,7 +491,8 @@ class ArchiveService:
             staged[relpath] = _StagedPost(position, relpath, False, data, fields)
         jobs = [(post.relpath, post.data) for post in staged.values()]
         writer = self.file_writer.write_posts if self.file_writer else write_posts
-        for post, outcome in zip(staged.values(), writer(root, jobs), strict=True):
+        outcomes = writer(root, jobs, group_commit=self.group_commit)
+        for post, outcome in zip(staged.values(), outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 results[post.position] = outcome
             else:
