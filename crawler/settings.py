@@ -109,6 +109,9 @@ RETRY_TIMES = 2
 RETRY_BACKOFF_BASE = 2.0
 RETRY_BACKOFF_MAX = 60.0
 RETRY_AFTER_MAX = 300.0
+# Each parsed page freed as soon as its callback is done (crawler/memory.py): outermost, so
+# that every other middleware has seen the callback's output first.
+SPIDER_MIDDLEWARES = {"crawler.memory.ReleaseParsedPages": 10}
 DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.ContentAddressGuard": 50,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
@@ -129,7 +132,12 @@ EXTENSIONS = {
     "crawler.extensions.SourceStats": 500,
     "crawler.extensions.DriftMonitor": 550,
     "crawler.cli.progress.ProgressDisplay": 600,
+    "crawler.memory.TunedGarbageCollection": 700,
 }
+# Python's cyclic garbage collector run every this many allocations in the crawl's process
+# (Python's own: 700), after start-up's objects are frozen out of it (crawler/memory.py).
+# 0: the collector left as Python has it.
+GC_GEN0_THRESHOLD = 10_000
 # A live progress line on stderr; the harvest command turns it on only at a terminal.
 PROGRESS_DISPLAY = False
 
