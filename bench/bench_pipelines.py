@@ -27,7 +27,13 @@ from crawler.pipelines.dedup import DedupPipeline
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.pipelines.write import WritePipeline
 from crawler.post.clean_worker import stop_shared_workers
-from crawler.settings import CLEAN_PROCESSES, FALLBACK_IMAGE, WRITE_PROCESS
+from crawler.settings import (
+    CLEAN_PROCESSES,
+    FALLBACK_IMAGE,
+    WRITE_BATCH_DELAY,
+    WRITE_GROUP_COMMIT,
+    WRITE_PROCESS,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "fixtures" / "golden" / "cnbeta-2021-07-17.md"
@@ -68,6 +74,8 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
     archive = ArchiveService(output, timedelta(hours=1))  # what EXTENSIONS builds in a crawl
     if WRITE_PROCESS:
         archive.file_writer = shared_file_writer()  # as a crawl writes its post files
+    archive.batch_delay = WRITE_BATCH_DELAY  # and batches and syncs them
+    archive.group_commit = WRITE_GROUP_COMMIT
     pipelines = [
         NormalizePipeline.from_crawler(crawler),
         DedupPipeline(crawler.stats, archive),
