@@ -14,6 +14,8 @@ from lxml import html as lxml_html
 
 from crawler.post.cleaning import (
     _has_http_host_in,
+    _lines_around_pre,
+    _lines_without_pre,
     absolute_url,
     clean_body,
     clean_title,
@@ -132,6 +134,17 @@ def test_encoded_body_never_has_blank_lines_or_edge_newlines(text: str) -> None:
     assert not encoded.startswith("\n") and not encoded.endswith("\n")
     assert all(line.strip() for line in encoded.split("\n")) or encoded == ""
     assert "{" not in encoded and "}" not in encoded
+
+
+# White space str.strip() removes (ideographic space, no-break space, form feed...), fence
+# characters, line breaks of every kind: the text a body's lines are made of.
+LINE_ALPHABET = list("ab`~<>p \t\r\n\x0b\x0c\u3000\u00a0\u2028\x85")
+
+
+@settings(max_examples=600)
+@given(st.text(alphabet=st.sampled_from(LINE_ALPHABET), max_size=120))
+def test_a_body_without_pre_is_encoded_as_the_line_loop_encodes_it(text: str) -> None:
+    assert _lines_without_pre(text) == _lines_around_pre(text)
 
 
 def test_empty_or_comment_only_body() -> None:

@@ -253,13 +253,13 @@ _URL_NOISE = re.compile(r"[\t\n\r]")
 
 def _make_urls_absolute(root: etree._Element, base_url: str | None) -> None:
     for element in _WITH_ATTRIBUTES(root):
-        if _URL_ATTRIBUTE_NAMES.isdisjoint(element.keys()):
-            continue
-        for attribute in URL_ATTRIBUTES:
-            value = element.get(attribute)
-            if value is None:
+        # The element's own attribute names, not a lookup of each of URL_ATTRIBUTES: a
+        # feed's body has a link in every paragraph.
+        names = element.keys()  # its attribute names (iterating an element gives children)
+        for attribute in [name for name in names if name in _URL_ATTRIBUTE_NAMES]:
+            if attribute == "srcset":
                 continue
-            resolved = absolute_url(value, base_url)
+            resolved = absolute_url(element.get(attribute), base_url)
             if resolved is None:
                 del element.attrib[attribute]
             else:
@@ -417,6 +417,22 @@ def encode_for_post(sanitized: str) -> str:
     No leading or trailing newline.
     """
     text = _BODY_CONTROLS.sub("", sanitized).replace("{", "&#123;").replace("}", "&#125;")
+    if not _PRE_TAG.search(text):
+        return _lines_without_pre(text)
+    return _lines_around_pre(text)
+
+
+def _lines_without_pre(text: str) -> str:
+    """:func:`_lines_around_pre` of a text without ``<pre>``, where every blank line goes:
+    two regular-expression passes instead of a Python loop over the lines."""
+    text = _BLANK_LINES.sub("", text).strip()  # the blank lines at either end: by strip()
+    if "```" in text or "~~~" in text:  # rare: no regular expression at every line start
+        text = _FENCES.sub(_encode_fence, text)
+    return text
+
+
+def _lines_around_pre(text: str) -> str:
+    """Blank lines removed (kept as ``&#10;`` inside ``<pre>``), fences encoded, stripped."""
     pre_spans = _pre_spans(text)
     out: list[str] = []
     offset = 0  # offset in ``text`` of the line being looked at
@@ -435,6 +451,10 @@ def encode_for_post(sanitized: str) -> str:
 _BODY_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # A line Hexo's backtick filter would take for a fenced code block: ``` or ~~~ at its start.
 _FENCE = re.compile(r"^(\s*)([`~])(?=\2\2)")
+# The same at the start of every line of a text; a line break followed by a blank line
+# (white space only, as str.strip() sees it): searched from the line break, a literal.
+_FENCES = re.compile(r"^([^\S\n]*)([`~])(?=\2\2)", re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n[^\S\n]*(?=\n)")
 
 
 def _encode_fence(match: re.Match[str]) -> str:

@@ -66,7 +66,10 @@ def post_values(
 def format_problem(values: dict[str, Any]) -> tuple[str, str] | None:
     """The first value of :func:`post_values` that breaks the schema, as ``(field, rule)``
     (``("title", "pattern")``), or None for a post that follows the format."""
-    error = next(iter(fast_post_validator().iter_errors(values)), None)
+    validator = fast_post_validator()
+    if validator.is_valid(values):  # the common case, without building an error iterator
+        return None
+    error = next(iter(validator.iter_errors(values)), None)
     if error is None:
         return None
     field = str(error.instance_path[0]) if error.instance_path else "post"
