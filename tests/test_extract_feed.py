@@ -112,7 +112,8 @@ def test_cp1252_pass_is_guarded_and_still_maps_c1_controls() -> None:
 
     from crawler.extract.feedparser_speedup import guard_cp1252_pass
 
-    assert guard_cp1252_pass()  # installed on import of crawler.extract.feed; idempotent
+    parse_feed(b"<rss version='2.0'><channel></channel></rss>", {}, "https://e.com/f")
+    assert guard_cp1252_pass()  # installed by parse_feed; idempotent
     assert feedparser.mixin._FeedParserMixin.pop.cp1252_guarded
     # Bytes 0x93/0x94/0x96 in a latin-1 feed are C1 controls: still mapped as cp1252 does.
     latin1 = (

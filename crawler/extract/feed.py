@@ -20,10 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from crawler.extract.dates import from_struct, parse_date
-from crawler.extract.feedparser_speedup import cache_uri_joins, guard_cp1252_pass
-
-guard_cp1252_pass()
-cache_uri_joins()
+from crawler.extract.feedparser_speedup import install_speedups
 
 # A date further ahead than this is a feed's mistake: the fetch time is used instead.
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -58,6 +55,7 @@ class BadEntry:
 
 def parse_feed(body: bytes, headers: dict[str, str], url: str) -> Any:
     """feedparser's result for a feed's bytes; ``headers`` lower-case, as fetched."""
+    install_speedups()
     return feedparser.parse(
         body,
         response_headers={**headers, "content-location": url},

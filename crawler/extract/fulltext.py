@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import trafilatura
-
 _DOCUMENT = re.compile(r"^\s*<html>\s*<body>(?P<body>.*)</body>\s*</html>\s*$", re.DOTALL)
 # Less than this much text is a failed extraction (a cookie wall, a login page).
 MIN_TEXT_CHARS = 80
@@ -13,6 +11,9 @@ MIN_TEXT_CHARS = 80
 
 def extract_article(page_html: str, url: str) -> str | None:
     """The main article of ``page_html`` as HTML (links and images kept), or None."""
+    # Imported on first use: 80 ms of every crawl's start-up, and most never need it.
+    import trafilatura
+
     extracted = trafilatura.extract(
         page_html,
         url=url,
