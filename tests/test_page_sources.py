@@ -8,8 +8,10 @@ import gzip
 import html
 import json
 import re
+import subprocess
 import tomllib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +25,7 @@ from pytest_httpserver import HTTPServer
 from support import (
     FIXTURES,
     CrawlResult,
+    background_job,
     crawl_in_process,
     fixture_server,
     requested_paths,
@@ -422,17 +425,36 @@ def test_table_mistakes_name_the_key(table: dict[str, Any], message: str) -> Non
         parse_source({**base, **table})
 
 
-def test_harvest_runs_page_sources_and_refuses_a_bad_selector(
-    list_server: HTTPServer, tmp_path: Path
-) -> None:
-    base = list_server.url_for("").rstrip("/")
-    good = (LIST_SITE / "source.toml").read_text(encoding="utf-8").replace("{base}", base)
-    sources = tmp_path / "sources.toml"
-    sources.write_text(good, encoding="utf-8")
-    assert [s.kind for s in load_sources(sources)] == ["list"]
-    output = str(tmp_path / "out")
-    done = run_harvest("--sources", str(sources), "--output", output, "--json",
-                       "-s", "DRIFT_MIN_EXTRACTION=0.9")  # fmt: skip
+@dataclass
+class PageHarvests:
+    base: str
+    sources: list[Source]  # the good sources file, as loaded
+    drifting: subprocess.CompletedProcess[str]  # the harvest of it
+    refused: subprocess.CompletedProcess[str]  # the harvest of a bad selector
+    refused_requests: list[str]  # what the refused harvest asked the server for
+
+
+@background_job
+def page_harvests(home: Path) -> PageHarvests:
+    """``harvest`` of the list site's source (with a strict DRIFT_MIN_EXTRACTION), then of
+    the same source with an invalid selector, against a list site of its own."""
+    with fixture_server(lambda server: serve_folder(server, LIST_SITE, list_route)) as server:
+        base = server.url_for("").rstrip("/")
+        good = (LIST_SITE / "source.toml").read_text(encoding="utf-8").replace("{base}", base)
+        sources = home / "sources.toml"
+        sources.write_text(good, encoding="utf-8")
+        loaded = load_sources(sources)
+        drifting = run_harvest("--sources", str(sources), "--output", str(home / "out"),
+                               "--json", "-s", "DRIFT_MIN_EXTRACTION=0.9")  # fmt: skip
+        sources.write_text(good.replace('links = "', 'links = "#wrapper >> '), encoding="utf-8")
+        server.clear_log()
+        refused = run_harvest("--sources", str(sources), "--output", str(home / "out2"))
+        return PageHarvests(base, loaded, drifting, refused, requested_paths(server))
+
+
+def test_harvest_runs_page_sources_and_refuses_a_bad_selector(page_harvests: PageHarvests) -> None:
+    base, done = page_harvests.base, page_harvests.drifting
+    assert [s.kind for s in page_harvests.sources] == ["list"]
     # One of its six article pages lost its date (5/6 < DRIFT_MIN_EXTRACTION 0.9): the five
     # good ones are archived, and the source is flagged DRIFT, which cron must hear about.
     assert done.returncode == 1, done.stderr
@@ -449,10 +471,8 @@ def test_harvest_runs_page_sources_and_refuses_a_bad_selector(
     }
     assert report["sources"][0]["reason"].startswith("drift: date found on 83% of pages")
     assert report["totals"]["drift"] == 1
-    sources.write_text(good.replace('links = "', 'links = "#wrapper >> '), encoding="utf-8")
-    list_server.clear_log()
-    done = run_harvest("--sources", str(sources), "--output", str(tmp_path / "out2"))
+    done = page_harvests.refused
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert "key 'links': must be a valid CSS selector" in done.stderr
-    assert requested_paths(list_server) == []
+    assert page_harvests.refused_requests == []
