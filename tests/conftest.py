@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
 from support import BACKGROUND, QuickStopServer, serve_feeds
+
+# Background jobs start subprocesses from threads while pytest rewrites os.environ in the main
+# thread (PYTEST_CURRENT_TEST, set and deleted around every test). CPython 3.11 spawns with
+# vfork and lets other threads run until the child's exec: a child that inherits the
+# environment then reads an environ array being changed under it, and exec fails with
+# EFAULT ("OSError: [Errno 14] Bad address") now and then. fork copies the environment when it
+# starts the child. (A loop of spawns beside a loop of os.environ writes: 534 of 630 spawns
+# failed with vfork, none with fork or with env= given.) The crawler's own helpers pass env=.
+subprocess._USE_VFORK = False  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
