@@ -79,6 +79,8 @@ WRITE_GROUP_COMMIT = True
 # Items of one response taken through the pipelines at once. Scrapy starts this many tasks
 # for every response (its default, 100, costs more than the one article most pages give).
 CONCURRENT_ITEMS = 16
+# Scrapy's memory stats, without the hook it runs on every access (crawler/stats.py).
+STATS_CLASS = "crawler.stats.PlainStatsCollector"
 # Dropped duplicates and bad articles are expected, not alarming: log them at INFO.
 DEFAULT_DROPITEM_LOG_LEVEL = "INFO"
 # Log a dropped or scraped item as one short line, not the whole article.

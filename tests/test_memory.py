@@ -104,3 +104,25 @@ def test_the_collector_is_tuned_once_a_crawl_starts() -> None:
         gc.set_threshold(*threshold)
         gc.unfreeze()
         TunedGarbageCollection.frozen = was_frozen
+
+
+def test_the_stats_collector_counts_without_scrapy_s_access_hook() -> None:
+    from scrapy.statscollectors import StatsCollector
+
+    from crawler.stats import PlainStatsCollector
+
+    assert project_settings.STATS_CLASS == "crawler.stats.PlainStatsCollector"
+    assert StatsCollector.__getattribute__ is not object.__getattribute__  # Scrapy's hook
+    crawler = get_crawler(settings_dict={"STATS_CLASS": project_settings.STATS_CLASS})
+    stats = crawler.stats
+    assert isinstance(stats, PlainStatsCollector)
+    stats.open_spider()
+    stats.inc_value("a")
+    stats.inc_value("a", 2)
+    stats.max_value("m", 3)
+    stats.max_value("m", 1)
+    stats.min_value("n", 3)
+    stats.min_value("n", 1)
+    stats.set_value("s", "x")
+    assert stats.get_stats() == {"a": 3, "m": 3, "n": 1, "s": "x"}
+    assert not hasattr(stats, "_cached_inc_value")  # nothing was wrapped
