@@ -198,3 +198,26 @@ def test_without_syncfs_a_group_commit_fsyncs_each_file(
     posts = [(f"2021/07/{n}.md", b"post") for n in range(5)]
     assert write_posts(tmp_path, posts, group_commit=True) == [True] * 5
     assert fsyncs.calls == 5 + 1
+
+
+@GROUP_COMMIT
+def test_a_failed_folder_fsync_fails_the_posts_linked_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_commit: bool
+) -> None:
+    """A link whose folder could not be made durable may vanish in a crash: its post is
+    reported failed (written again next run), never written; the other folder's are fine."""
+    assert write_posts(tmp_path, [("2021/07/old.md", b"old")]) == [True]
+    failing = os.stat(tmp_path / "2021" / "07").st_ino
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.fstat(fd).st_ino == failing:
+            raise OSError(errno.EIO, "fsync: Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    posts = [("2021/07/old.md", b"new"), ("2021/07/a.md", b"a"), ("2021/08/b.md", b"b")]
+    results = write_posts(tmp_path, posts, group_commit=group_commit)
+    assert results[0] is False  # there already: not this batch's
+    assert isinstance(results[1], OSError) and results[1].errno == errno.EIO
+    assert results[2] is True

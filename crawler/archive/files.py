@@ -256,15 +256,22 @@ def _write_in_folder(
             list(_write_pool().map(write, named))  # list(): waits, and raises a bug's error
         else:
             write(named[0])
-        if any(results[position] is True for position, _name in named):
-            try:
-                os.fsync(folder)
-            except OSError as error:
-                for position, _name in named:
-                    if results[position] is True:
-                        results[position] = error
+        _sync_folder_of(folder, [position for position, _name in named], results)
     finally:
         os.close(folder)
+
+
+def _sync_folder_of(folder: int, positions: list[int], results: list[bool | Exception]) -> None:
+    """``folder`` fsynced when one of the posts at ``positions`` was linked into it; when the
+    fsync fails, each of those linked posts gets the error (its link may not survive a crash)."""
+    if not any(results[position] is True for position in positions):
+        return
+    try:
+        os.fsync(folder)
+    except OSError as error:
+        for position in positions:
+            if results[position] is True:
+                results[position] = error
 
 
 # Concurrent fsyncs on one file system share its journal commits (ext4's jbd2, XFS's log).
@@ -402,13 +409,7 @@ def _link_staged(folder: _StagedFolder, results: list[bool | Exception]) -> None
             results[position] = _link_into_place(folder.fd, temporary, name, folder.shown / name)
         except OSError as error:
             results[position] = error
-    if any(results[position] is True for position, _name, _temporary in folder.staged):
-        try:
-            os.fsync(folder.fd)
-        except OSError as error:
-            for position, _name, _temporary in folder.staged:
-                if results[position] is True:
-                    results[position] = error
+    _sync_folder_of(folder.fd, [position for position, _name, _temp in folder.staged], results)
 
 
 # syncfs(2) reports a write-back error of the file system only since Linux 5.8: before, it
