@@ -26,7 +26,7 @@ from crawler.items import Article
 from crawler.pipelines.dedup import DedupPipeline
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.pipelines.write import WritePipeline
-from crawler.post.clean_worker import stop_shared_workers
+from crawler.post.clean_worker import shared_workers, stop_shared_workers
 from crawler.settings import (
     CLEAN_PROCESSES,
     FALLBACK_IMAGE,
@@ -96,14 +96,19 @@ def run_pass(items: list[Article], output: Path) -> tuple[float, int]:
             except DropItem:
                 pass  # duplicates on the second pass: that is what is measured
 
-    async def feed() -> None:
+    async def feed() -> float:
+        # The workers started first, as a crawl starts them while it fetches its first pages.
+        await shared_workers(CLEAN_PROCESSES).warm_up()
+        if archive.file_writer is not None:
+            archive.file_writer.start()
+        began = time.perf_counter()
         await asyncio.gather(*(one(item) for item in items))
-        pipelines[0].close_spider()  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - began
+        await pipelines[0].close_spider()  # type: ignore[attr-defined]
         await stop_shared_workers()  # before asyncio.run closes their loop
+        return elapsed
 
-    began = time.perf_counter()
-    asyncio.run(feed())
-    elapsed = time.perf_counter() - began
+    elapsed = asyncio.run(feed())
     archive.close()
     return elapsed, written
 

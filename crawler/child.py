@@ -101,16 +101,21 @@ class BlockingChild:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """The helper started now (if it is not running), ahead of its first request: it
+        imports what it needs while the caller goes on."""
+        with self._lock:
+            self._running()
+
+    @property
+    def pid(self) -> int | None:
+        """The helper's process id while it runs, else None."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def call(self, request: Any) -> Any:
         with self._lock:
-            process = self._process
-            if process is None or process.poll() is not None:
-                process = self._process = subprocess.Popen(
-                    command(self.module),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    env=environment(),
-                )
+            process = self._running()
             assert process.stdin is not None and process.stdout is not None
             try:
                 process.stdin.write(frame(request))
@@ -127,6 +132,15 @@ class BlockingChild:
         with self._lock:
             if self._process is not None:
                 self._stop(self._process)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        """The helper's process, started again if it is not running (call under the lock)."""
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                command(self.module), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=environment(),
+            )  # fmt: skip
+        return self._process
 
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
         self._process = None

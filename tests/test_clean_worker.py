@@ -101,7 +101,7 @@ async def test_the_pipeline_cleans_a_lost_workers_article_in_place_and_counts_it
             os.kill(worker.transport.get_pid(), signal.SIGKILL)
             return await pending
         finally:
-            pipeline.close_spider()
+            await pipeline.close_spider()
 
     done = await deferred_from_coro(run())  # an asyncio task, as in a crawl
     assert done["body"] == clean_body(BODY, BASE).html
@@ -121,7 +121,7 @@ async def test_the_crawls_of_one_process_share_their_workers() -> None:
         await pipeline.process_item(item)
         assert pipeline._workers is not None
         running = [worker.transport.get_pid() for worker in pipeline._workers._workers]
-        pipeline.close_spider()  # the worker stays for the next crawl
+        await pipeline.close_spider()  # the worker stays for the next crawl
         assert shared_workers(1) is not shared_workers(2)
         return running
 
@@ -166,3 +166,18 @@ def test_no_worker_outlives_the_process_that_started_it() -> None:
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.split()[-1])
     assert not Path(f"/proc/{pid}").exists()  # stopped and reaped before the process ended
+
+
+async def test_the_workers_start_when_the_crawl_opens_not_at_its_first_article() -> None:
+    async def run() -> None:
+        await stop_shared_workers()  # none left by an earlier test on this loop
+        crawler = get_crawler(
+            settings_dict={"FALLBACK_IMAGE": FALLBACK_IMAGE, "CLEAN_PROCESSES": 1}
+        )
+        pipeline = NormalizePipeline.from_crawler(crawler)
+        pipeline.open_spider()
+        await pipeline.close_spider()  # a crawl that got no article: its start waited for
+        (pid,) = shared_workers(1).running_pids()  # started, without any article
+        os.kill(pid, 0)  # and running
+
+    await deferred_from_coro(run())

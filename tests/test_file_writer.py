@@ -221,3 +221,22 @@ def test_a_failed_folder_fsync_fails_the_posts_linked_into_it(
     assert results[0] is False  # there already: not this batch's
     assert isinstance(results[1], OSError) and results[1].errno == errno.EIO
     assert results[2] is True
+
+
+def test_the_writer_starts_when_the_crawl_opens(tmp_path: Path) -> None:
+    from scrapy import signals
+    from scrapy.utils.test import get_crawler
+
+    from crawler.archive.service import ArchiveService
+
+    settings = {"OUTPUT_DIR": str(tmp_path), "WRITE_PROCESS": True,
+                "ITEM_PIPELINES": {"crawler.pipelines.write.WritePipeline": 300}}  # fmt: skip
+    crawler = get_crawler(settings_dict=settings)
+    service = ArchiveService.from_crawler(crawler)
+    assert service.file_writer is not None
+    service.file_writer.close()  # whatever an earlier test left running
+    assert service.file_writer.pid is None
+    crawler.signals.send_catch_log(signals.spider_opened, spider=None)
+    assert service.file_writer.pid is not None  # before any batch
+    os.kill(service.file_writer.pid, 0)
+    service.close()

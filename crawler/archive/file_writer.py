@@ -49,6 +49,14 @@ class FileWriterProcess:
             return [error] * len(posts)
         return results
 
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def start(self) -> None:
+        """The helper started ahead of the first batch (see BlockingChild.start)."""
+        self._child.start()
+
     def close(self) -> None:
         self._child.close()
 

@@ -122,6 +122,8 @@ class ArchiveService:
         service._crawler = crawler
         if settings.getbool("WRITE_PROCESS") and not service.read_only:
             service.file_writer = shared_file_writer()
+            # Started while the crawl fetches its first pages, not when a batch waits for it.
+            crawler.signals.connect(service.file_writer.start, signal=signals.spider_opened)
         service.batch_delay = settings.getfloat("WRITE_BATCH_DELAY")
         service.group_commit = settings.getbool("WRITE_GROUP_COMMIT")
         # A corrupt state stops the crawl here, before any request: one CorruptState line.

@@ -80,6 +80,7 @@ class NormalizePipeline:
         # for the validate pipeline (crawler/pipelines/validate.py).
         self.check_format = check_format
         self._workers: CleanWorkers | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -116,7 +117,23 @@ class NormalizePipeline:
         except _UNUSABLE as error:
             self._unusable(item, error)
 
-    def close_spider(self) -> None:
+    def open_spider(self) -> None:
+        # The workers start while the crawl fetches its first pages, not when the first
+        # article waits for them.
+        if self.clean_processes > 0:
+            self._workers = shared_workers(self.clean_processes)
+            self._warming = asyncio.ensure_future(self._warm_up(self._workers))
+
+    async def _warm_up(self, workers: CleanWorkers) -> None:
+        try:
+            await workers.warm_up()
+        except OSError as error:  # the first article tries again, and fails with the reason
+            logger.warning("body-cleaning worker not started ahead: %s", error)
+
+    async def close_spider(self) -> None:
+        if self._warming is not None:
+            await self._warming  # a crawl shorter than a worker's start: not left pending
+            self._warming = None
         # The worker processes stay for the next crawl of this process (shared_workers).
         self._workers = None
         if self._thread is not None:

@@ -116,6 +116,12 @@ class CleanWorkers:
         worker = await self._least_busy()
         return await worker.send(next(self._ids), args)
 
+    async def warm_up(self) -> None:
+        """Every worker started now, ahead of the first article (a worker takes about a
+        quarter of a second to start: imports of lxml, nh3 and the post schema)."""
+        if self.processes > 0:
+            await self._least_busy()
+
     async def _least_busy(self) -> _Worker:
         self._workers = [worker for worker in self._workers if worker.alive]
         while len(self._workers) < self.processes:
