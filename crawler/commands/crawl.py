@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import NoReturn
 
+from scrapy import signals
 from scrapy.commands import crawl
 from scrapy.crawler import Crawler
 from scrapy.spiderloader import get_spider_loader
@@ -20,6 +21,7 @@ from scrapy.spiderloader import get_spider_loader
 from crawler.archive.lock import EXIT_LOCKED, ArchiveLock, ArchiveLocked
 from crawler.archive.shared import SharedUnavailable, check_shared
 from crawler.checks import SettingError, check_settings
+from crawler.log_level import skip_records_below_handlers
 
 EXIT_USAGE = 2
 
@@ -83,4 +85,10 @@ class Command(crawl.Command):
 
     def _create_crawler(self, spname: str) -> Crawler:
         self._crawler = super()._create_crawler(spname)
+        # This process's one crawl: once it has (re)installed Scrapy's root handler.
+        self._crawler.signals.connect(_skip_unlogged_records, signal=signals.engine_started)
         return self._crawler
+
+
+def _skip_unlogged_records() -> None:
+    skip_records_below_handlers()
