@@ -30,6 +30,7 @@ from pytest_httpserver import HTTPServer
 from support import PROJECT_ROOT, background_job, base_url_of, crawl_in_process
 
 from crawler.archive import files
+from crawler.archive import service as archive_service
 from crawler.archive.files import (
     SymlinkRefused,
     append_line,
@@ -180,6 +181,54 @@ def test_a_crawl_ends_with_a_warning_for_posts_the_index_lacks(
         service.close()
     assert "1 post files are not in .index.jsonl (e.g. 2021/07/2021-07-17-orphan" in caplog.text
     assert f"python -m crawler reindex {tmp_path}" in caplog.text
+
+
+def test_the_end_of_crawl_check_costs_what_the_crawl_wrote_not_the_archive(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Posts with keys have their index lines: the index is not read, and folders the crawl
+    did not write into are not looked at (an orphan there waits for `reindex`)."""
+    service = ArchiveService(tmp_path, HOUR)
+    store(service, "Earlier")
+    service.close()
+    elsewhere = tmp_path / "2019" / "01"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "2019-01-01-old-orphan-0123abcd.md").write_bytes(post_bytes("old orphan"))
+    service = ArchiveService(tmp_path, HOUR)
+    store(service, "Later")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(archive_service, "indexed_paths", _never_read)
+        with caplog.at_level(logging.WARNING):
+            service.close()
+    assert "not in .index.jsonl" not in caplog.text
+
+
+def _never_read(output_dir: Path) -> set[str]:
+    raise AssertionError(f"the whole index of {output_dir} read")
+
+
+def test_a_post_without_keys_but_with_its_index_line_is_no_orphan(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = ArchiveService(tmp_path, HOUR)
+    relpath = store(service, "Keys lost").relpath
+    service.state._db.execute("DELETE FROM story_keys")  # as if its key transaction failed
+    store(service, "Another")
+    with caplog.at_level(logging.WARNING):
+        service.close()  # the index read (a post without keys), and it lists the first one
+    assert "not in .index.jsonl" not in caplog.text
+    assert relpath.startswith("2021/07/")
+
+
+def test_a_months_keyed_paths_are_its_own(tmp_path: Path) -> None:
+    state = ArchiveState(tmp_path)
+    state.remember_many([
+        ("2021/07/a.md", "t-a", "u-a"), ("2021/07/b.md", "t-b", None),
+        ("2021/08/c.md", "t-c", None), ("2021/1/d.md", "t-d", None), ("2021/070.md", "t-e", None),
+    ])  # fmt: skip
+    assert state.keyed_paths_in("2021/07") == {"2021/07/a.md", "2021/07/b.md"}
+    assert state.keyed_paths_in("2020/07") == set()
+    state.close()
 
 
 @dataclass

@@ -579,6 +579,23 @@ def post_entries(output_dir: Path) -> list[tuple[str, str | None]]:
     return sorted(found)
 
 
+def month_posts(output_dir: Path, month: str) -> list[str]:
+    """The regular post files of one ``YYYY/MM`` folder, as relpaths (sorted); none when
+    the folder is missing. Its folders are opened without following a symlink
+    (:class:`SymlinkRefused`)."""
+    try:
+        fd = open_folder(output_dir, _parts(month))
+    except FileNotFoundError:
+        return []
+    try:
+        with os.scandir(fd) as entries:
+            names = [entry.name for entry in entries
+                     if _is_post_name(entry.name) and _problem(entry) is None]  # fmt: skip
+    finally:
+        os.close(fd)
+    return sorted(f"{month}/{name}" for name in names)
+
+
 def _entries(folder: Path, wanted: Callable[[str], bool]) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as entries:

@@ -41,7 +41,7 @@ from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 
 from crawler.archive.file_writer import FileWriterProcess, shared_file_writer
-from crawler.archive.files import post_entries, post_relpath, read_post, write_posts
+from crawler.archive.files import month_posts, post_relpath, read_post, write_posts
 from crawler.archive.index import INDEX_FILE, append_index_lines, index_entry, indexed_paths
 from crawler.archive.shared import SharedKeys, SharedUnavailable, connect_shared, is_redis_url
 from crawler.archive.state import (
@@ -86,7 +86,9 @@ class ArchiveService:
         # The paths .index.jsonl lists, read once (when a post is found already on disk).
         self._indexed: set[str] | None = None
         self.stats: Any = None  # the crawl's stats collector (write/repaired)
-        self._stored_any = False  # whether this crawl wrote (or tried to write) a post
+        # The YYYY/MM folders this crawl wrote (or tried to write) posts into: checked for
+        # unindexed posts at its end.
+        self._months: set[str] = set()
         # The one thread that writes posts (fsync of file and folder, index line, keys), so
         # that the crawl's thread never waits for the disk. One: posts are stored in the
         # order they are handed over, and no two state transactions meet.
@@ -180,18 +182,21 @@ class ArchiveService:
             self.shared.close()
 
     def _report_unindexed(self) -> None:
-        """Warn about post files the index does not list (nothing is lost silently)."""
+        """Warn about post files the index does not list (nothing is lost silently), in the
+        folders this crawl wrote into: where a run stopped between a post's file and its
+        index line, or a write failed, left them. A post with keys has its index line (file,
+        line, keys: in that order), so the index is read only when one of those folders
+        holds a post without keys: the check costs what the crawl wrote, not the archive.
+        (``reindex`` rebuilds the index of the whole archive.)"""
         try:
-            indexed = self._indexed_paths()
-            if not self._stored_any and len(indexed) >= self.state.post_count():
-                # A crawl that wrote nothing, over an index as long as the keys: nothing to
-                # look for, and walking a large archive after every idle crawl costs.
-                return
-            posts = {path for path, problem in post_entries(self.output_dir) if problem is None}
-        except OSError as error:
+            unkeyed = set()
+            for month in sorted(self._months):
+                keyed = self.state.keyed_paths_in(month)
+                unkeyed.update(p for p in month_posts(self.output_dir, month) if p not in keyed)
+            missing = sorted(unkeyed - self._indexed_paths()) if unkeyed else []
+        except (OSError, sqlite3.Error) as error:
             logger.warning("archive %s: could not check %s: %s", self.output_dir, INDEX_FILE, error)
             return
-        missing = sorted(posts - indexed)
         if missing:
             logger.warning(
                 "archive %s: %d post files are not in %s (e.g. %s); "
@@ -420,7 +425,6 @@ class ArchiveService:
                 "no post is written; leave crawler.pipelines.write.WritePipeline out of "
                 "ITEM_PIPELINES in a dry run"
             )
-        self._stored_any = True
         root = self.output_dir.resolve()
         results: list[StoredPost | BaseException | None] = [None] * len(posts)
         staged = self._write_files(root, posts, results)
@@ -491,6 +495,7 @@ class ArchiveService:
                 staged[relpath].copies.append(position)  # resolved with its first copy
                 continue
             staged[relpath] = _StagedPost(position, relpath, False, data, fields)
+        self._months.update(relpath.rpartition("/")[0] for relpath in staged)
         jobs = [(post.relpath, post.data) for post in staged.values()]
         writer = self.file_writer.write_posts if self.file_writer else write_posts
         outcomes = writer(root, jobs, group_commit=self.group_commit)

@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS source_runs (
     updated_at TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+# The posts of one folder, asked at the end of a crawl (ArchiveService: unindexed posts),
+# found without a scan of every key. Made on a writable state only (an older state gets it
+# when a crawl first opens it); the schema's tables stay as they were.
+_PATH_INDEX = "CREATE INDEX IF NOT EXISTS story_keys_by_path ON story_keys (path)"
 # A failed article page waits this long before it is asked for again, doubled with every
 # further failure, up to MAX_FAILURE_BACKOFF.
 MAX_FAILURE_BACKOFF = timedelta(days=7)
@@ -193,6 +197,7 @@ class ArchiveState:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._db.execute(_PATH_INDEX)
             if fresh:
                 self.set_key_version(KEY_VERSION)
             self._failed_keys()
@@ -270,6 +275,16 @@ class ArchiveState:
     def post_count(self) -> int:
         """How many posts have keys recorded."""
         return int(self._db.execute("SELECT COUNT(DISTINCT path) FROM story_keys").fetchone()[0])
+
+    @_serialized
+    def keyed_paths_in(self, month: str) -> set[str]:
+        """The posts of the folder ``month`` (``YYYY/MM``) that have keys recorded."""
+        # Every path of the folder sorts between "YYYY/MM/" and "YYYY/MM0" ("0" follows "/").
+        rows = self._db.execute(
+            "SELECT DISTINCT path FROM story_keys WHERE path >= ? AND path < ?",
+            (f"{month}/", f"{month}0"),
+        )
+        return {row[0] for row in rows}
 
     def remember(self, path: str, title_key: str, url_key: str | None) -> int:
         """Record a written post's keys in one transaction; how many were not recorded yet."""
