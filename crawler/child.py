@@ -103,9 +103,14 @@ class BlockingChild:
 
     def start(self) -> None:
         """The helper started now (if it is not running), ahead of its first request: it
-        imports what it needs while the caller goes on."""
-        with self._lock:
+        imports what it needs while the caller goes on. Never waits: a call in progress
+        (another crawl of this process) means it runs already."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             self._running()
+        finally:
+            self._lock.release()
 
     @property
     def pid(self) -> int | None:

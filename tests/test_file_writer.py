@@ -240,3 +240,11 @@ def test_the_writer_starts_when_the_crawl_opens(tmp_path: Path) -> None:
     assert service.file_writer.pid is not None  # before any batch
     os.kill(service.file_writer.pid, 0)
     service.close()
+
+
+def test_starting_never_waits_for_a_call_in_progress(writer: FileWriterProcess) -> None:
+    with writer._child._lock:  # as while another crawl's batch is being written
+        writer.start()  # returns at once instead of waiting for that batch
+        assert writer.pid is None
+    writer.start()
+    assert writer.pid is not None
