@@ -1,5 +1,7 @@
 """Scrapy settings of the harvester. Every setting here can be overridden with ``-s NAME=VALUE``."""
 
+from scrapy.settings import default_settings as _scrapy_defaults
+
 BOT_NAME = "crawler"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
@@ -136,6 +138,15 @@ EXTENSIONS = {
     "crawler.cli.progress.ProgressDisplay": 600,
     "crawler.memory.TunedGarbageCollection": 700,
 }
+# Scrapy's own extensions less the two consoles: Scrapy imports every extension it lists,
+# even one set to None, and these two import aiohttp and twisted.conch (about 0.15 s of
+# every crawl's start) to stay off (TELNETCONSOLE_ENABLED, REMOTE_CONTROL_ENABLED).
+EXTENSIONS_BASE = {
+    path: order
+    for path, order in _scrapy_defaults.EXTENSIONS_BASE.items()
+    if path not in ("scrapy.extensions.telnet.TelnetConsole",
+                    "scrapy.extensions.remote_control.RemoteControl")
+}  # fmt: skip
 # Python's cyclic garbage collector run every this many allocations in the crawl's process
 # (Python's own: 700), after start-up's objects are frozen out of it (crawler/memory.py).
 # 0: the collector left as Python has it.
@@ -152,13 +163,15 @@ MAX_ENTRIES_PER_FEED = 1000
 # Titles longer than this many characters are cut (with "…"); real headlines are far shorter.
 MAX_TITLE_LENGTH = 300
 # No listening consoles: Scrapy's telnet console and remote-control server run arbitrary
-# Python inside the crawler for whoever reaches their port.
+# Python inside the crawler for whoever reaches their port. Off, and their extensions left
+# out of EXTENSIONS_BASE (above) so that they are not even imported. Turning one on takes
+# both.
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 # Links taken from content (feed entries, list pages, sitemaps) to another host than the
 # source's are not fetched when they resolve to loopback, private, link-local or reserved
 # addresses (before and after every redirect). True turns that off: local mirrors, tests.
 ALLOW_PRIVATE_ADDRESSES = False
-REMOTE_CONTROL_ENABLED = False
 
 # --- Scrapy housekeeping -------------------------------------------------------------------
 FEED_EXPORT_ENCODING = "utf-8"

@@ -253,3 +253,22 @@ def test_scrapyds_job_argument_is_accepted_and_dropped() -> None:
     from crawler.spiders.cnbeta import CnbetaSpider
 
     assert "_job" not in CnbetaSpider.check_arguments(_job="6487ec79947edab326d6db28")
+
+
+def test_the_consoles_are_off_and_not_even_loaded() -> None:
+    """Scrapy imports every extension its settings list (even one set to None): the telnet
+    console and the remote-control server (aiohttp) are not listed; the rest of Scrapy's are."""
+    from scrapy.settings import Settings
+    from scrapy.settings import default_settings as scrapy_defaults
+
+    from crawler import settings as project_settings
+
+    settings = Settings()
+    settings.setmodule(project_settings, priority="project")
+    listed = set(settings.getwithbase("EXTENSIONS"))
+    consoles = {"scrapy.extensions.telnet.TelnetConsole",
+                "scrapy.extensions.remote_control.RemoteControl"}  # fmt: skip
+    assert not listed & consoles
+    assert set(scrapy_defaults.EXTENSIONS_BASE) - consoles <= listed
+    assert not settings.getbool("TELNETCONSOLE_ENABLED")
+    assert not settings.getbool("REMOTE_CONTROL_ENABLED")
