@@ -461,3 +461,13 @@ def background_job(job: Callable[[Path], T]) -> Any:
 
     result.__doc__ = job.__doc__
     return result
+
+
+def post_validator() -> Any:
+    """The post schema in Python's jsonschema: a second implementation beside the crawl's
+    jsonschema-rs (crawler/post/schema.py), for tests."""
+    from jsonschema import Draft202012Validator
+
+    from crawler.post.schema import post_schema
+
+    return Draft202012Validator(post_schema())

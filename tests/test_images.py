@@ -22,6 +22,7 @@ from support import (
     background_job,
     crawl_in_process,
     fixture_server,
+    post_validator,
     run_harvest,
     source_table,
     write_sources,
@@ -32,7 +33,6 @@ from crawler.archive.files import SymlinkRefused, post_entries
 from crawler.archive.images import ImageStore, replace_post
 from crawler.archive.index import read_index
 from crawler.checks import SettingError, check_settings
-from crawler.pipelines.validate import post_validator
 from crawler.post.images import (
     NotAPost,
     body_image_urls,

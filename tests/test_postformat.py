@@ -143,3 +143,13 @@ def test_any_cleaned_values_load_back_exactly(
     assert post["title"] == title
     assert post["categories"] == (categories or [])
     assert post["author"] == author
+
+
+def test_the_post_schema_is_a_valid_draft_2020_12_schema() -> None:
+    """Checked here once, not at every start of a crawl (crawler/post/schema.py)."""
+    from jsonschema import Draft202012Validator
+
+    from crawler.post.schema import post_schema
+
+    Draft202012Validator.check_schema(post_schema())
+    assert post_schema()["$schema"].endswith("/2020-12/schema")

@@ -21,9 +21,9 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.drift import count_invalid
 from crawler.post.format import post_fields
-from crawler.post.schema import format_problem, post_validator, post_values
+from crawler.post.schema import format_problem, post_values
 
-__all__ = ["InvalidPost", "ValidatePipeline", "post_validator"]
+__all__ = ["InvalidPost", "ValidatePipeline"]
 
 
 class InvalidPost(DropItem):

@@ -15,23 +15,18 @@ from importlib import resources
 from typing import Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
 
 from crawler.post.format import http_date
 
 
 @cache
 def post_schema() -> dict[str, Any]:
+    # A file of this package, checked against JSON Schema's meta-schema by the tests
+    # (tests/test_postformat.py), not at every start of a crawl and of its workers.
     schema: dict[str, Any] = json.loads(
         resources.files("crawler.post").joinpath("post.schema.json").read_text("utf-8")
     )
-    Draft202012Validator.check_schema(schema)
     return schema
-
-
-@cache
-def post_validator() -> Draft202012Validator:
-    return Draft202012Validator(post_schema())
 
 
 @cache
