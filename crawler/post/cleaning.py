@@ -243,7 +243,7 @@ def _srcset_candidates(srcset: str) -> list[tuple[str, str]]:
 # which holds several. Every value is resolved against the body's base; what cannot be made
 # an absolute http(s) (or mailto) URL is removed, so no post ever holds a relative link.
 URL_ATTRIBUTES = ("href", "src", "cite", "longdesc", "poster", "data", "action", "background")
-_URL_ATTRIBUTE_NAMES = frozenset((*URL_ATTRIBUTES, "srcset"))
+_ONE_URL_ATTRIBUTES = frozenset(URL_ATTRIBUTES)
 # Every element with an attribute, filtered in Python: one XPath test per element, where
 # "[@href or @src or ...]" made libxml2 test nine (a seventh of a body's cleaning).
 _WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
@@ -256,9 +256,7 @@ def _make_urls_absolute(root: etree._Element, base_url: str | None) -> None:
         # The element's own attribute names, not a lookup of each of URL_ATTRIBUTES: a
         # feed's body has a link in every paragraph.
         names = element.keys()  # its attribute names (iterating an element gives children)
-        for attribute in [name for name in names if name in _URL_ATTRIBUTE_NAMES]:
-            if attribute == "srcset":
-                continue
+        for attribute in [name for name in names if name in _ONE_URL_ATTRIBUTES]:
             resolved = absolute_url(element.get(attribute), base_url)
             if resolved is None:
                 del element.attrib[attribute]
