@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import pytest_twisted
 
 from crawler.archive.service import ArchiveService
@@ -154,3 +156,49 @@ async def test_posts_handed_over_within_the_batch_delay_are_stored_as_one_batch(
     service.close()
     assert written == [True] * 20
     assert batches == [20]  # handed over at once, well within the delay: one batch
+
+
+def test_a_post_stored_after_its_loop_closed_is_kept_and_the_lost_result_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer hands a batch's results to the waiting loop in one call; a loop that is
+    gone by then (a crawl torn down while a store ran) costs a logged error, not the post
+    and not the writer thread."""
+    import asyncio
+    import threading
+
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    gate = threading.Event()
+    real_store = service.store_posts
+
+    def held_store(posts: list) -> list:  # type: ignore[type-arg]
+        assert gate.wait(10), "the test never opened the gate"
+        return real_store(posts)
+
+    service.store_posts = held_store  # type: ignore[method-assign]
+    title = "Story kept"
+    title_key, url_key = story_keys(title, PUBLISHED, URL, has_own_url=True)
+    index = {"title": title, "date": http_date(PUBLISHED), "url": URL, "source": "verge",
+             "categories": []}  # fmt: skip
+
+    def crawl_torn_down() -> None:  # its own thread: the test's reactor runs a loop here
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(service.store_post_in_writer(
+            b"\n---\ntitle: 'x'\ndate: Sat, 17 Jul 2021 14:35:32 GMT\n---\n",
+            published=PUBLISHED, title_key=title_key, url_key=url_key, index=index,
+        ))  # fmt: skip
+        loop.run_until_complete(asyncio.sleep(0))  # handed to the writer, which is held
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        loop.close()
+
+    crawl = threading.Thread(target=crawl_torn_down)
+    crawl.start()
+    crawl.join()
+    with caplog.at_level(logging.ERROR, logger="crawler.archive.service"):
+        gate.set()
+        service.close()  # waits for the writer
+    assert [p.name for p in tmp_path.glob("*/*/*.md")] != []
+    assert "1 post(s) stored but their crawl's event loop is closed" in caplog.text
+    db = sqlite3.connect(tmp_path / STATE_FILE)
+    assert db.execute("SELECT COUNT(*) FROM story_keys").fetchone()[0] == 2

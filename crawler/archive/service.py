@@ -26,7 +26,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -94,7 +94,7 @@ class ArchiveService:
         # order they are handed over, and no two state transactions meet.
         self._writer: ThreadPoolExecutor | None = None
         # Posts handed to the writer and not taken yet, and whether a batch is due.
-        self._pending: list[tuple[bytes, dict[str, Any], Future[StoredPost]]] = []
+        self._pending: list[tuple[bytes, dict[str, Any], asyncio.Future[StoredPost]]] = []
         self._pending_lock = threading.Lock()
         self._drain_scheduled = False
         # Seconds a batch waits for more posts before the writer takes it (WRITE_BATCH_DELAY):
@@ -530,7 +530,8 @@ class ArchiveService:
         The posts handed over while the writer is busy are stored together, as one batch
         (:meth:`store_posts`)."""
         self.state  # noqa: B018 -- opened (and re-keyed) here, on the crawl's own thread
-        done: Future[StoredPost] = Future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[StoredPost] = loop.create_future()
         with self._pending_lock:
             self._pending.append((data, fields, done))
             if not self._drain_scheduled:
@@ -540,15 +541,16 @@ class ArchiveService:
                         max_workers=1, thread_name_prefix="archive-writer"
                     )
                 if self.batch_delay > 0:  # the posts of the next moments join this batch
-                    asyncio.get_running_loop().call_later(
-                        self.batch_delay, self._writer.submit, self._store_pending
-                    )
+                    loop.call_later(self.batch_delay, self._writer.submit, self._store_pending)
                 else:
                     self._writer.submit(self._store_pending)
-        return await asyncio.wrap_future(done)
+        return await done
 
     def _store_pending(self) -> None:
-        """On the writer thread: store every post handed over so far, as one batch."""
+        """On the writer thread: store every post handed over so far, as one batch, and hand
+        the results back to the loop(s) that wait for them in one call each. One wake-up
+        of a loop per batch, not per post: each one made this thread wait for the GIL
+        and the reactor give it up (futex round trips of both threads, for every post)."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
             self._drain_scheduled = False
@@ -556,11 +558,18 @@ class ArchiveService:
             results = self.store_posts([(data, fields) for data, fields, _ in batch])
         except Exception as error:  # each waiting store gets it
             results = [error] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[StoredPost], Any]]]
+        by_loop = {}
         for (_, _, done), result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
+            by_loop.setdefault(done.get_loop(), []).append((done, result))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the loop closed with posts still waiting: said, not lost
+                logger.error(
+                    "%d post(s) stored but their crawl's event loop is closed: "
+                    "their results were not delivered", len(settled),
+                )  # fmt: skip
 
     def _indexed_paths(self) -> set[str]:
         if self._indexed is None:
@@ -586,6 +595,17 @@ class _StagedPost:
     @property
     def url_key(self) -> str | None:
         return self.fields["url_key"]
+
+
+def _settle(settled: list[tuple[asyncio.Future[StoredPost], Any]]) -> None:
+    """On the loop: each waiting store gets its result or its error (unless cancelled)."""
+    for done, result in settled:
+        if done.cancelled():
+            continue
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)
 
 
 def _failed(
