@@ -17,7 +17,7 @@ KEYS = {
     "rerun_speedup", "rerun_peak_rss", "durable_write_ceiling", "dedup_us_1000",
     "crawl_nopipe_cpu_ms", "crawl_full_cpu_ms", "feedparser_rate", "feedparser_stock_rate",
     "feeds_crawl_s", "feeds_written", "feeds_rate", "feeds_ratio", "feeds_ratio_stock",
-    "feeds_peak_rss", "pipelines_rate",
+    "feeds_peak_rss", "pipelines_rate", "file_create_us_before", "file_create_us_after",
     "pipelines_vs_ceiling", "large_30_crawl_s", "large_30_peak_rss", "reindex_s",
     "reindex_peak_rss", *(f"stage_{s}_us" for s in (
         "clean", "sanitize", "encode", "normalize_rest", "dedup", "validate", "write"
