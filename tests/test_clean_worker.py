@@ -10,11 +10,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
+from support import FEEDS
 
+from crawler.extract.feed import BadEntry, FeedEntry, read_feed
 from crawler.items import Article
 from crawler.pipelines.normalize import NormalizePipeline
 from crawler.post.article import finish_article
@@ -55,6 +58,37 @@ async def test_a_worker_cleans_as_in_place_and_carries_errors_back() -> None:
     assert results == [finish_article(*job(BODY + f"<p>{n}</p>")) for n in range(20)]
     assert "https://news.example/a.jpg" in results[0]["body"]  # type: ignore[index]
     assert isinstance(error, TypeError)
+
+
+def feed_job(name: str, cap: int = 0) -> tuple[object, ...]:
+    """read_feed's arguments for a fixture feed, as the feeds spider gives them."""
+    headers = {"content-type": "application/rss+xml"}
+    fetched_at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    url = f"https://feeds.example/{name}"
+    return ((FEEDS / name).read_bytes(), headers, url, ZoneInfo("Asia/Shanghai"), fetched_at, cap)
+
+
+async def test_a_feed_read_in_a_worker_is_the_feed_read_in_place() -> None:
+    names = ["ithome-rss2.xml", "truncated.xml", "not-a-feed.html", "shared-links.xml"]
+
+    async def run() -> list[object]:
+        workers = CleanWorkers(1)
+        try:
+            read = [await workers.read_feed(*feed_job(name)) for name in names]
+            return [*read, await workers.read_feed(*feed_job("ithome-rss2.xml", cap=2))]
+        finally:
+            workers.close()
+
+    ithome, truncated, not_a_feed, shared, capped = await deferred_from_coro(run())
+    # Entries, dates (and their zones), problems: as read here, after the trip back.
+    assert [ithome, truncated, not_a_feed, shared] == [read_feed(*feed_job(n)) for n in names]
+    assert ithome.is_feed and ithome.entry_count == len(ithome.entries) > 2
+    assert all(isinstance(entry, FeedEntry | BadEntry | None) for entry in ithome.entries)
+    assert truncated.bozo and truncated.broken_xml and truncated.entries
+    assert not not_a_feed.is_feed and not_a_feed.problem
+    # Capped: the first two entries mapped, the feed's size still known.
+    assert capped.entries == ithome.entries[:2]
+    assert capped.entry_count == ithome.entry_count
 
 
 async def test_a_killed_worker_fails_its_articles_and_is_replaced() -> None:

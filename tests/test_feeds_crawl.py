@@ -3,7 +3,10 @@ its usage errors in a subprocess."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from pytest_httpserver import HTTPServer
+from scrapy.utils.defer import deferred_from_coro
 from support import (
     ETAG,
     LAST_MODIFIED,
@@ -27,6 +31,8 @@ from support import (
     usage_error,
     write_sources,
 )
+
+from crawler.post.clean_worker import shared_workers
 
 CATEGORIES = "科技,测试,最新"  # as -a passes it
 
@@ -150,6 +156,50 @@ async def test_lead_image_from_feed_media(site: HTTPServer, tmp_path: Path) -> N
         "https://cdn.sspai.com/2021/07/16/steam-deck.png"
     )
     assert sspai["播客：本周科技新闻"]["headimg"].startswith("https://picsum.photos/")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_feed_whose_worker_is_lost_is_read_in_place_and_counted(
+    site: HTTPServer, tmp_path: Path, ithome: CrawlResult
+) -> None:
+    async def stopped_worker() -> int:
+        workers = shared_workers(1)  # the crawl's own (CLEAN_PROCESSES=1, below)
+        await workers.warm_up()
+        (worker,) = workers._workers
+        assert worker.transport is not None
+        os.kill(worker.transport.get_pid(), signal.SIGSTOP)  # it answers nothing now
+
+        async def kill_once_it_holds_the_feed() -> None:
+            while not worker.pending:  # the feed is the first job of the crawl
+                await asyncio.sleep(0.005)
+            os.kill(worker.transport.get_pid(), signal.SIGKILL)
+
+        return asyncio.ensure_future(asyncio.wait_for(kill_once_it_holds_the_feed(), 60))
+
+    killer = await deferred_from_coro(stopped_worker())
+    result = await crawl_feed(
+        site, "/feeds/ithome.xml", tmp_path, {"CLEAN_PROCESSES": 1}, timezone="Asia/Shanghai"
+    )
+    await deferred_from_coro(killer)
+    assert result.stats["feeds/worker_lost"] == 1
+    assert "body-cleaning worker lost" in result.log and "reading" in result.log
+    # Read here instead: every entry still a post, as in a crawl without the loss.
+    assert sorted(result.posts()) == sorted(ithome.posts())
+
+
+@pytest_twisted.ensureDeferred
+async def test_entries_past_the_cap_are_counted_and_said_not_read(
+    site: HTTPServer, tmp_path: Path, ithome: CrawlResult
+) -> None:
+    result = await crawl_feed(
+        site, "/feeds/ithome.xml", tmp_path, {"MAX_ENTRIES_PER_FEED": 2}, timezone="Asia/Shanghai"
+    )
+    assert len(result.posts()) == 2
+    (name,) = {key.split("/")[1] for key in result.stats if key.startswith("source/")}
+    entries = ithome.stats[f"source/{name}/seen"]  # every entry, read without a cap
+    assert result.stats[f"source/{name}/seen"] == 2
+    assert result.stats[f"source/{name}/entries_over_cap"] == entries - 2
+    assert f"{entries - 2} entries past MAX_ENTRIES_PER_FEED (2) not read" in result.log
 
 
 @pytest_twisted.ensureDeferred

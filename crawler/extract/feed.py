@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+from xml.sax import SAXException
 
 import feedparser
 
 from crawler.extract.dates import from_struct, parse_date
 from crawler.extract.feedparser_speedup import install_speedups
+from crawler.post.cleaning import one_line
 
 # A date further ahead than this is a feed's mistake: the fetch time is used instead.
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -51,6 +54,49 @@ class BadEntry:
 
     reason: str
     link: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadFeed:
+    """A feed's bytes read and its entries mapped, in plain values: what the feeds spider
+    needs of feedparser's result (it is read in a worker process and sent back)."""
+
+    is_feed: bool
+    # One result per entry, in feed order (as feed_entries gives them), up to the cap.
+    entries: list[FeedEntry | BadEntry | None]
+    # How many entries the feed has (more than ``entries`` holds when capped).
+    entry_count: int
+    bozo: bool = False
+    # What was wrong with it, in a line (feedparser's bozo_exception).
+    problem: str | None = None
+    # Broken XML (a body cut short, a truncated gzip): entries may be missing.
+    broken_xml: bool = False
+
+
+def read_feed(
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    zone: tzinfo,
+    fetched_at: datetime,
+    cap: int = 0,
+) -> ReadFeed:
+    """A feed's bytes to its entries (the first ``cap``, 0: all): parse_feed, then
+    feed_entries, each entry mapped on its own."""
+    parsed = parse_feed(body, headers, url)
+    exception = parsed.get("bozo_exception")
+    problem = one_line(exception) if exception else None
+    if not is_feed(parsed):
+        return ReadFeed(False, [], 0, bool(parsed.get("bozo")), problem or "no feed found")
+    entries = feed_entries(parsed, url, zone, fetched_at)
+    return ReadFeed(
+        is_feed=True,
+        entries=list(itertools.islice(entries, cap) if cap > 0 else entries),
+        entry_count=len(parsed.entries),
+        bozo=bool(parsed.bozo),
+        problem=problem,
+        broken_xml=isinstance(exception, SAXException),
+    )
 
 
 def parse_feed(body: bytes, headers: dict[str, str], url: str) -> Any:

@@ -1,5 +1,5 @@
-"""Articles finished (body cleaned, values and keys computed) in helper processes
-(crawler/child.py), driven by the crawl's event loop.
+"""Articles finished (body cleaned, values and keys computed) and feeds read (parsed,
+entries mapped) in helper processes (crawler/child.py), driven by the crawl's event loop.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: its feeder and manager threads hold the
 crawl's GIL for every article (pickling, waking, handing results over), about 400 us of the
@@ -7,8 +7,8 @@ crawl process's CPU per article against 530 us for cleaning it in place. Here ea
 pipes are written and read by the event loop itself: no thread in the crawl's process, about
 a third of that cost.
 
-Request ``(id, finish_article's arguments)``; reply ``(id, True, its values)`` or
-``(id, False, exception)``.
+Request ``(id, job, arguments)``, the job one of :data:`JOBS`; reply ``(id, True, its
+result)`` or ``(id, False, exception)``.
 """
 
 from __future__ import annotations
@@ -22,21 +22,36 @@ import pickle
 import signal
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler import child
 from crawler.post.article import finish_article
+
+if TYPE_CHECKING:
+    from crawler.extract.feed import ReadFeed
 
 
 class CleanWorkerLost(RuntimeError):
     """A worker died (killed, out of memory) while it held this article."""
 
 
-def _reply(request: tuple[int, tuple[Any, ...]]) -> tuple[int, bool, Any]:
-    request_id, args = request
+def _read_feed(*args: Any) -> Any:
+    # Imported on the first feed: a site crawl's workers never load feedparser.
+    from crawler.extract.feed import read_feed
+
+    return read_feed(*args)
+
+
+# What a worker does: finish_article for the normalize pipeline, read_feed (parse a feed's
+# bytes, map its entries) for the feeds spider.
+JOBS = {"finish": finish_article, "read_feed": _read_feed}
+
+
+def _reply(request: tuple[int, str, tuple[Any, ...]]) -> tuple[int, bool, Any]:
+    request_id, job, args = request
     try:
-        return request_id, True, finish_article(*args)
-    except Exception as error:  # the article's own error, raised again in the crawl
+        return request_id, True, JOBS[job](*args)
+    except Exception as error:  # the article's (or feed's) own error, raised in the crawl
         return request_id, False, child.portable_error(error)
 
 
@@ -45,7 +60,7 @@ class _Worker(asyncio.SubprocessProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.SubprocessTransport | None = None
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.pending: dict[int, asyncio.Future[Any]] = {}
         self.alive = True
         self._buffer = bytearray()
         self.exited = asyncio.get_running_loop().create_future()
@@ -54,13 +69,13 @@ class _Worker(asyncio.SubprocessProtocol):
         assert isinstance(transport, asyncio.SubprocessTransport)
         self.transport = transport
 
-    def send(self, request_id: int, args: tuple[Any, ...]) -> asyncio.Future[dict[str, Any]]:
+    def send(self, request_id: int, job: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         assert self.transport is not None
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         stdin = self.transport.get_pipe_transport(0)
         assert isinstance(stdin, asyncio.WriteTransport)
-        stdin.write(child.frame((request_id, args)))
+        stdin.write(child.frame((request_id, job, args)))
         return future
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
@@ -113,8 +128,16 @@ class CleanWorkers:
 
     async def finish(self, *args: Any) -> dict[str, Any]:
         """:func:`~crawler.post.article.finish_article` of ``args``, in a worker."""
+        return await self.run("finish", *args)  # type: ignore[no-any-return]
+
+    async def read_feed(self, *args: Any) -> ReadFeed:
+        """:func:`~crawler.extract.feed.read_feed` of ``args``, in a worker."""
+        return await self.run("read_feed", *args)  # type: ignore[no-any-return]
+
+    async def run(self, job: str, *args: Any) -> Any:
+        """One of :data:`JOBS` on ``args``, in the least busy worker."""
         worker = await self._least_busy()
-        return await worker.send(next(self._ids), args)
+        return await worker.send(next(self._ids), job, args)
 
     async def warm_up(self) -> None:
         """Every worker started now, ahead of the first article (a worker takes about a

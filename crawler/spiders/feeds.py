@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
-from xml.sax import SAXException
 
 import scrapy
 from scrapy import signals
@@ -20,12 +19,12 @@ from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler.drift import count_page
-from crawler.extract.feed import BadEntry, FeedEntry, feed_entries, is_feed, parse_feed
+from crawler.extract.feed import BadEntry, FeedEntry, ReadFeed, read_feed
 from crawler.extract.fulltext import extract_article
 from crawler.items import Article
 from crawler.middlewares import TRUSTED_HOST
 from crawler.pipelines.write import WriteFailed
-from crawler.post.cleaning import one_line
+from crawler.post.clean_worker import CleanWorkerLost, shared_workers
 from crawler.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -146,7 +145,7 @@ class FeedsSpider(HarvestSpider):
 
     # --- the feed ------------------------------------------------------------------------
 
-    def parse_feed(self, response: Response, source: Source) -> Iterator[Any]:
+    async def parse_feed(self, response: Response, source: Source) -> AsyncIterator[Any]:
         stats = self.crawler.stats
         feed_url = response.meta["feed_url"]
         if response.status == 304 and not _sent_validators(response):
@@ -160,22 +159,22 @@ class FeedsSpider(HarvestSpider):
             self.logger.info("source %s: not modified since the last run", source.name)
             self._finished(feed_url)
             return
-        parsed = parse_feed(response.body, _header_dict(response), response.url)
-        if not is_feed(parsed):
-            reason = parsed.get("bozo_exception") or "no feed found"
-            self._feed_failed(source, f"not a feed ({one_line(reason)}): {response.url}")
+        fetched_at = datetime.now(UTC)
+        read = await self._read(response, source, fetched_at)
+        if not read.is_feed:
+            self._feed_failed(source, f"not a feed ({read.problem}): {response.url}")
             self._finished(feed_url)
             return
-        if parsed.bozo:
+        if read.bozo:
             stats.inc_value("feeds/bozo")
             self.count(source.name, "bozo")
-            if isinstance(parsed.get("bozo_exception"), SAXException):
+            if read.broken_xml:
                 # Broken XML (a body cut short, a truncated gzip): entries may be missing,
                 # so no validators: the next run reads the feed whole again.
                 self._incomplete.add(feed_url)
             self.logger.warning(
                 "source %s: malformed feed, keeping the %d entries recovered (%s)",
-                source.name, len(parsed.entries), one_line(parsed.get("bozo_exception")),
+                source.name, read.entry_count, read.problem,
             )  # fmt: skip
         self._validators[feed_url] = (
             _header(response, "ETag"),
@@ -183,7 +182,8 @@ class FeedsSpider(HarvestSpider):
         )
         self._parsing.add(feed_url)
         try:
-            yield from self._entries(parsed, response, source, feed_url)
+            for output in self._entries(read, source, feed_url, fetched_at):
+                yield output
         except BaseException:  # the rest of the feed was not read: fetch it whole next time
             self._incomplete.add(feed_url)
             raise
@@ -191,25 +191,32 @@ class FeedsSpider(HarvestSpider):
             self._parsing.discard(feed_url)
             self._save_validators_when_done(feed_url)
 
+    async def _read(self, response: Response, source: Source, fetched_at: datetime) -> ReadFeed:
+        """The feed parsed and its entries mapped (feedparser and the mapping: most of a
+        feed's CPU) in a body-cleaning worker process while the reactor goes on, or here
+        with ``CLEAN_PROCESSES=0``. A worker lost under it: read here, said and counted."""
+        arguments = (
+            response.body, _header_dict(response), response.url, source.zone, fetched_at,
+            self.settings.getint("MAX_ENTRIES_PER_FEED"),
+        )  # fmt: skip
+        processes = self.settings.getint("CLEAN_PROCESSES")
+        if processes > 0:
+            try:
+                return await shared_workers(processes).read_feed(*arguments)
+            except CleanWorkerLost as error:
+                self.logger.warning("%s; reading %s here", error, response.url)
+                self.crawler.stats.inc_value("feeds/worker_lost")
+        return read_feed(*arguments)
+
     def _entries(
-        self, parsed: Any, response: Response, source: Source, feed_url: str
+        self, read: ReadFeed, source: Source, feed_url: str, fetched_at: datetime
     ) -> Iterator[Any]:
         stats = self.crawler.stats
-        fetched_at = datetime.now(UTC)
         max_age = _max_age(source, self.settings.getfloat("MAX_AGE_DAYS"))
         rsshub_base = self.settings.get("RSSHUB_BASE")
-        entries = feed_entries(parsed, response.url, source.zone, fetched_at)
-        cap = self.settings.getint("MAX_ENTRIES_PER_FEED")
-        for position, entry in enumerate(entries):
+        for position, entry in enumerate(read.entries):
             if not self.crawler.crawling:  # stopping (a signal): Scrapy would read them all
-                self._cut_short(source, feed_url, len(parsed.entries) - position)
-                return
-            if cap and position >= cap:
-                self.count(source.name, "entries_over_cap", len(parsed.entries) - position)
-                self.logger.warning(
-                    "source %s: %d entries past MAX_ENTRIES_PER_FEED (%d) not read",
-                    source.name, len(parsed.entries) - position, cap,
-                )  # fmt: skip
+                self._cut_short(source, feed_url, read.entry_count - position)
                 return
             self.count(source.name, "seen")
             if isinstance(entry, BadEntry):
@@ -259,6 +266,12 @@ class FeedsSpider(HarvestSpider):
                 )
             else:
                 yield item
+        if (over := read.entry_count - len(read.entries)) > 0:
+            self.count(source.name, "entries_over_cap", over)
+            self.logger.warning(
+                "source %s: %d entries past MAX_ENTRIES_PER_FEED (%d) not read",
+                source.name, over, self.settings.getint("MAX_ENTRIES_PER_FEED"),
+            )  # fmt: skip
 
     def _cut_short(self, source: Source, feed_url: str, left: int) -> None:
         """The crawl is stopping before the feed's end: the next run must read all of it
