@@ -356,10 +356,12 @@ def durable_writes(folder: Path, count: int = 2000, size: int = 12 * 1024) -> fl
 
 def file_create_cost(folder: Path, count: int = 2000, size: int = 12 * 1024) -> float:
     """Microseconds of kernel CPU per new 12 KB file (create, write, close; no fsync) in a
-    fresh ``folder``. On ext4 a new inode's allocation costs 20 us in one folder and 800 us
-    in another on the same disk, and changes as files come and go: every post is a new file,
-    so the figure tells how much of a crawl's time this disk's state took, whatever the
-    code."""
+    fresh ``folder``. ext4 without a journal (the bench machine's root file system) does not
+    reuse an inode freed in the last 1-6 minutes: each new file's allocation walks past every
+    such inode of its block group (``recently_deleted``, 67% of the kernel time in perf), so
+    right after thousands of files were deleted (an earlier run's archive) a new file costs
+    400-800 us instead of 20. Every post is a new file: the figure tells how much of a
+    crawl's time that took, whatever the code."""
     folder.mkdir(parents=True)
     data = os.urandom(size)
     before = os.times().system
