@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,41 @@ def test_failed_pages_wait_longer_after_each_failure(tmp_path: Path) -> None:
     state.forget_failure(url)
     assert not state.in_failure_backoff(url, hour, now=MOMENT)
     state.close()
+
+
+def test_a_page_that_never_failed_does_not_wait_for_the_writer_threads_transaction(
+    tmp_path: Path,
+) -> None:
+    """Every article page is forgotten as a failure: the crawl's thread must not queue behind
+    the writer thread, which holds the state's lock through a batch's transaction."""
+    state = ArchiveState(tmp_path)
+    state.record_failure("url-a", "http_404", now=MOMENT)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with state._lock:  # a batch's transaction, as the writer thread runs it
+            holding.set()
+            release.wait()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    holding.wait()
+    try:
+        forgetting = threading.Thread(target=state.forget_failure, args=("url-b",))
+        forgetting.start()
+        forgetting.join(timeout=30)
+        assert not forgetting.is_alive()  # returned while the lock is held
+        # A failure there is to forget waits for the lock, then is gone from the file.
+        deleting = threading.Thread(target=state.forget_failure, args=("url-a",))
+        deleting.start()
+        assert deleting.is_alive()
+    finally:
+        release.set()
+        thread.join()
+    deleting.join()
+    state.close()
+    with closing(sqlite3.connect(tmp_path / STATE_FILE)) as db:
+        assert db.execute("SELECT url_key FROM fetch_failures").fetchall() == []
 
 
 def test_failures_are_known_to_the_next_run_and_forgotten_on_disk(tmp_path: Path) -> None:

@@ -354,11 +354,14 @@ class ArchiveState:
         )
         self._failed_keys().add(url_key)
 
-    @_serialized
     def forget_failure(self, url_key: str) -> None:
+        """A page that had failed came back whole. Asked for every article page: the lock
+        (which the writer thread holds through each batch's transaction) only when there is
+        a failure to forget, so that the crawl's thread never waits for a batch of posts."""
         failed = self._failed_keys()
         if url_key in failed:
-            self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
+            with self._lock:
+                self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
             failed.discard(url_key)
 
     def _failed_keys(self) -> set[str]:
