@@ -158,33 +158,58 @@ async def test_lead_image_from_feed_media(site: HTTPServer, tmp_path: Path) -> N
     assert sspai["播客：本周科技新闻"]["headimg"].startswith("https://picsum.photos/")
 
 
+async def stop_the_worker_and_kill_it_once_it_holds_a_job() -> asyncio.Future[None]:
+    """The crawl's one worker (CLEAN_PROCESSES=1) stopped now, and killed as soon as it holds
+    a job: the feed, the first job of a feeds crawl."""
+    workers = shared_workers(1)
+    await workers.warm_up()
+    (worker,) = workers._workers
+    assert worker.transport is not None
+    os.kill(worker.transport.get_pid(), signal.SIGSTOP)  # it answers nothing now
+
+    async def kill_once_it_holds_the_feed() -> None:
+        while not worker.pending:
+            await asyncio.sleep(0.005)
+        os.kill(worker.transport.get_pid(), signal.SIGKILL)
+
+    return asyncio.ensure_future(asyncio.wait_for(kill_once_it_holds_the_feed(), 60))
+
+
 @pytest_twisted.ensureDeferred
-async def test_a_feed_whose_worker_is_lost_is_read_in_place_and_counted(
+async def test_a_feed_whose_worker_is_lost_is_read_again_and_counted(
     site: HTTPServer, tmp_path: Path, ithome: CrawlResult
 ) -> None:
-    async def stopped_worker() -> int:
-        workers = shared_workers(1)  # the crawl's own (CLEAN_PROCESSES=1, below)
-        await workers.warm_up()
-        (worker,) = workers._workers
-        assert worker.transport is not None
-        os.kill(worker.transport.get_pid(), signal.SIGSTOP)  # it answers nothing now
-
-        async def kill_once_it_holds_the_feed() -> None:
-            while not worker.pending:  # the feed is the first job of the crawl
-                await asyncio.sleep(0.005)
-            os.kill(worker.transport.get_pid(), signal.SIGKILL)
-
-        return asyncio.ensure_future(asyncio.wait_for(kill_once_it_holds_the_feed(), 60))
-
-    killer = await deferred_from_coro(stopped_worker())
+    killer = await deferred_from_coro(stop_the_worker_and_kill_it_once_it_holds_a_job())
     result = await crawl_feed(
         site, "/feeds/ithome.xml", tmp_path, {"CLEAN_PROCESSES": 1}, timezone="Asia/Shanghai"
     )
     await deferred_from_coro(killer)
     assert result.stats["feeds/worker_lost"] == 1
     assert "body-cleaning worker lost" in result.log and "reading" in result.log
-    # Read here instead: every entry still a post, as in a crawl without the loss.
+    # Read again by a new worker: every entry still a post, as in a crawl without the loss.
     assert sorted(result.posts()) == sorted(ithome.posts())
+    assert "feeds/failed" not in result.stats
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_feed_that_loses_two_workers_fails_and_the_crawl_goes_on(
+    site: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    killer = await deferred_from_coro(stop_the_worker_and_kill_it_once_it_holds_a_job())
+    # The next worker dies as it starts (Python refuses an unknown encoding for its
+    # streams): as with a feed that kills whatever reads it.
+    monkeypatch.setenv("PYTHONIOENCODING", "no-such-codec")
+    result = await crawl_feed(
+        site, "/feeds/ithome.xml", tmp_path / "out", {"CLEAN_PROCESSES": 1},
+        timezone="Asia/Shanghai",
+    )  # fmt: skip
+    await deferred_from_coro(killer)
+    assert result.stats["feeds/worker_lost"] == 2
+    assert result.stats["feeds/failed"] == 1
+    (name,) = {key.split("/")[1] for key in result.stats if key.startswith("source/")}
+    assert result.stats[f"source/{name}/reason"].startswith("two workers lost reading it")
+    assert result.stats["finish_reason"] == "finished"  # the crawl went on to its end
+    assert not result.posts()
 
 
 @pytest_twisted.ensureDeferred

@@ -161,6 +161,9 @@ class FeedsSpider(HarvestSpider):
             return
         fetched_at = datetime.now(UTC)
         read = await self._read(response, source, fetched_at)
+        if read is None:  # failed, and said so
+            self._finished(feed_url)
+            return
         if not read.is_feed:
             self._feed_failed(source, f"not a feed ({read.problem}): {response.url}")
             self._finished(feed_url)
@@ -191,22 +194,36 @@ class FeedsSpider(HarvestSpider):
             self._parsing.discard(feed_url)
             self._save_validators_when_done(feed_url)
 
-    async def _read(self, response: Response, source: Source, fetched_at: datetime) -> ReadFeed:
+    async def _read(
+        self, response: Response, source: Source, fetched_at: datetime
+    ) -> ReadFeed | None:
         """The feed parsed and its entries mapped (feedparser and the mapping: most of a
         feed's CPU) in a body-cleaning worker process while the reactor goes on, or here
-        with ``CLEAN_PROCESSES=0``. A worker lost under it: read here, said and counted."""
+        with ``CLEAN_PROCESSES=0``.
+
+        A worker lost while it holds the feed (killed, out of memory) is counted and the
+        feed read again in another; lost twice, the feed is taken for what kills them: it
+        fails (FAILED in the report, None here) and the crawl goes on, never reading in its
+        own process what killed two workers."""
         arguments = (
             response.body, _header_dict(response), response.url, source.zone, fetched_at,
             self.settings.getint("MAX_ENTRIES_PER_FEED"),
         )  # fmt: skip
         processes = self.settings.getint("CLEAN_PROCESSES")
-        if processes > 0:
+        if processes <= 0:
+            return read_feed(*arguments)
+        workers = shared_workers(processes)
+        for attempt in (1, 2):
             try:
-                return await shared_workers(processes).read_feed(*arguments)
+                return await workers.read_feed(*arguments)
             except CleanWorkerLost as error:
-                self.logger.warning("%s; reading %s here", error, response.url)
                 self.crawler.stats.inc_value("feeds/worker_lost")
-        return read_feed(*arguments)
+                if attempt == 1:
+                    self.logger.warning("%s; reading %s again", error, response.url)
+                else:
+                    message = f"two workers lost reading it ({error}): {response.url}"
+                    self._feed_failed(source, message)
+        return None
 
     def _entries(
         self, read: ReadFeed, source: Source, feed_url: str, fetched_at: datetime
