@@ -64,7 +64,7 @@ ITEM_PIPELINES = {
 # Article bodies are cleaned and sanitized (lxml, nh3), and feeds parsed (feedparser), in
 # this many worker processes, so that the crawl's own process keeps downloading on its core;
 # 0: on a thread of the crawl's process (bodies) and on the reactor (feeds). Two: with the
-# feeds parsed there, one worker was the feeds crawl's bottleneck (bench: 2 workers 0.83x
+# feeds parsed there, one worker was the feeds crawl's bottleneck (bench: 2 workers 0.86x
 # its wall time; a site crawl's unchanged).
 CLEAN_PROCESSES = 2
 # Post files (and their fsyncs) written by a helper process, a batch at a time, so that the
