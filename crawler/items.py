@@ -41,3 +41,6 @@ class Article(scrapy.Item):
     # Set by normalize when nothing between it and validate changes the post (no images
     # archived): (field, rule) that breaks the post schema, or None. Absent: not checked yet.
     format_problem = scrapy.Field()
+    # crawler.post.article.FinishedAhead | None: the article already finished (by the worker
+    # that read its feed); normalize uses and removes it. Never written or exported.
+    finished_ahead = scrapy.Field()

@@ -338,7 +338,7 @@ def test_normalize_checks_the_format_only_when_nothing_changes_the_post_after_it
     pipelines = {**project_settings.ITEM_PIPELINES, **settings.pop("ITEM_PIPELINES", {})}  # type: ignore[dict-item]
     crawler = get_crawler(settings_dict={**settings, "ITEM_PIPELINES": pipelines})
     pipeline = NormalizePipeline.from_crawler(crawler)
-    assert pipeline.check_format is early
+    assert pipeline.finishing.check_format is early
 
 
 @pytest_twisted.ensureDeferred

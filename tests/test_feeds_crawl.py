@@ -213,6 +213,34 @@ async def test_a_feed_that_loses_two_workers_fails_and_the_crawl_goes_on(
 
 
 @pytest_twisted.ensureDeferred
+async def test_entries_finished_by_the_worker_that_read_the_feed_make_the_same_posts(
+    site: HTTPServer, tmp_path: Path, ithome: CrawlResult
+) -> None:
+    # ithome: read and finished in a worker. Here: read in the crawl's process and each
+    # article finished by the normalize pipeline, the path without workers.
+    assert ithome.stats["normalize/finished_ahead"] == len(ithome.posts())
+    assert "normalize/finished_ahead_stale" not in ithome.stats
+    in_place = await crawl_feed(
+        site, "/feeds/ithome.xml", tmp_path, {"CLEAN_PROCESSES": 0}, timezone="Asia/Shanghai"
+    )
+    assert "normalize/finished_ahead" not in in_place.stats
+    assert {path: post.content for path, post in in_place.posts().items()} == {
+        path: post.content for path, post in ithome.posts().items()
+    }
+
+    def front_matter(result: CrawlResult) -> dict[str, dict[str, Any]]:
+        # The entry from the future takes each crawl's own fetch time: its date differs.
+        return {
+            path: {k: v for k, v in post.metadata.items() if k != "date" or "未来" not in path}
+            for path, post in result.posts().items()
+        }
+
+    assert front_matter(in_place) == front_matter(ithome)
+    # Nothing of the finished-ahead record left in the archive (posts, index, state).
+    assert not any(b"finished_ahead" in path.read_bytes() for path in tmp_path.rglob("*.*"))
+
+
+@pytest_twisted.ensureDeferred
 async def test_entries_past_the_cap_are_counted_and_said_not_read(
     site: HTTPServer, tmp_path: Path, ithome: CrawlResult
 ) -> None:
@@ -360,6 +388,8 @@ async def test_full_text_follows_new_entries_and_falls_back_to_the_feed(
     assert "The teaser is all we have." in posts["A page that is gone"].content
     assert result.stat("feeds/full_text_extracted") == 1
     assert result.stat("feeds/full_text_fallback") == 1
+    # Bodies to be replaced by their full text are not finished as the feed is read.
+    assert result.stat("normalize/finished_ahead") is None
     assert "/articles/sqlite-btrees.html" in result.requested
     again = await crawl_sources(site, sources, tmp_path / "a")
     assert again.stat("write/written") is None

@@ -13,7 +13,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -71,6 +71,28 @@ class ReadFeed:
     problem: str | None = None
     # Broken XML (a body cut short, a truncated gzip): entries may be missing.
     broken_xml: bool = False
+    # When the feed's articles were finished as it was read (crawler/post/feed_ahead.py):
+    # one FinishedAhead or None per entry, as ``entries``. Empty: none was.
+    finished: list[Any] = field(default_factory=list)
+
+
+def entry_fields(entry: FeedEntry, source_fields: dict[str, Any]) -> dict[str, Any]:
+    """The article fields of a feed entry, with its source's (``categories``, ``author``,
+    ``source``: its name, ``fallback_image``)."""
+    return {
+        "title": entry.title,
+        "url": entry.link,
+        "published": entry.published,
+        "categories": list(source_fields["categories"]),
+        "author": source_fields["author"],
+        "body": entry.body,
+        "body_base": entry.body_base,
+        "source": source_fields["source"],
+        "image": entry.image,
+        "fallback_image": source_fields["fallback_image"],
+        "has_own_url": entry.has_own_url,
+        "identity": entry.identity,
+    }
 
 
 def read_feed(

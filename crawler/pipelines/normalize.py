@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from itemadapter import ItemAdapter
@@ -16,21 +15,21 @@ from scrapy.statscollectors import StatsCollector
 from scrapy.utils.conf import build_component_list
 from scrapy.utils.misc import load_object
 
-from crawler.post.article import finish_article
+from crawler.post.article import (
+    MAX_BODY_LENGTH,
+    UNUSABLE,
+    CheckedArticle,
+    FinishedAhead,
+    Finishing,
+    NotAnArticle,
+    check_article,
+    finish_article,
+)
 from crawler.post.clean_worker import CleanWorkerLost, CleanWorkers, shared_workers
-from crawler.post.cleaning import clean_text, clean_title
 
 logger = logging.getLogger(__name__)
 
-# What one article's data can raise on its way through: the article is dropped, not the run.
-_UNUSABLE = (ValueError, TypeError, UnicodeError, OverflowError, RecursionError)
-# What finish_article reads of an item (title, url and published as _check left them).
-_FINISH_FIELDS = (
-    "title", "url", "published", "categories", "author", "source", "image", "thumb",
-    "fallback_image", "has_own_url", "identity",
-)  # fmt: skip
-# Characters of raw body HTML kept at most (2 M: ten times a long article with markup).
-MAX_BODY_LENGTH = 2_000_000
+__all__ = ["MAX_BODY_LENGTH", "NormalizePipeline", "finishing_for", "validated_as_normalized"]
 
 
 def validated_as_normalized(settings: BaseSettings) -> bool:
@@ -57,6 +56,28 @@ def validated_as_normalized(settings: BaseSettings) -> bool:
     )
 
 
+def finishing_for(settings: BaseSettings) -> Finishing | None:
+    """How the normalize pipeline finishes a crawl's articles, or None when the crawl has
+    no normalize pipeline: for a spider that has articles finished before they reach it
+    (the feeds spider, in the worker that read the feed)."""
+    try:
+        classes = [load_object(path) for path in build_component_list(
+            settings.getwithbase("ITEM_PIPELINES"))]  # fmt: skip
+    except (ImportError, AttributeError, NameError, ValueError):
+        return None
+    if NormalizePipeline not in classes:
+        return None
+    return _finishing(settings)
+
+
+def _finishing(settings: BaseSettings) -> Finishing:
+    return Finishing(
+        settings.getint("MAX_TITLE_LENGTH", 300),
+        settings.get("FALLBACK_IMAGE") or "",
+        validated_as_normalized(settings),
+    )
+
+
 class NormalizePipeline:
     """Turns whatever a spider yielded into an article every later step can trust.
 
@@ -73,12 +94,10 @@ class NormalizePipeline:
         check_format: bool = False,
     ) -> None:
         self.stats = stats
-        self.fallback_image = fallback_image
-        self.max_title_length = max_title_length
+        # check_format: the post checked against the schema where it is finished (off the
+        # crawl's thread), for the validate pipeline (crawler/pipelines/validate.py).
+        self.finishing = Finishing(max_title_length, fallback_image or "", check_format)
         self.clean_processes = clean_processes
-        # The post checked against the schema where it is finished (off the crawl's thread),
-        # for the validate pipeline (crawler/pipelines/validate.py).
-        self.check_format = check_format
         self._workers: CleanWorkers | None = None
         self._warming: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -86,13 +105,13 @@ class NormalizePipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
         assert crawler.stats is not None
-        settings = crawler.settings
+        finishing = _finishing(crawler.settings)
         return cls(
             crawler.stats,
-            settings.get("FALLBACK_IMAGE"),
-            settings.getint("MAX_TITLE_LENGTH", 300),
-            settings.getint("CLEAN_PROCESSES", 0),
-            check_format=validated_as_normalized(settings),
+            finishing.fallback_image,
+            finishing.max_title_length,
+            crawler.settings.getint("CLEAN_PROCESSES", 0),
+            check_format=finishing.check_format,
         )
 
     async def process_item(self, item: Any) -> Any:
@@ -100,21 +119,28 @@ class NormalizePipeline:
         canonicalization: the CPU work) in a worker process while the reactor goes on; the
         checks and stats on the reactor."""
         try:
-            adapter, job = self._check(item)
+            adapter = ItemAdapter(item)
+            if (ahead := self._finished_ahead(adapter)) is not None:
+                self._checked(adapter, ahead.checked)
+                return self._done(item, adapter, ahead.values)
+            job = self._check(adapter)
             try:
                 values = await self._finish_elsewhere(job)
             except CleanWorkerLost as error:
                 values = self._finish_after_lost_worker(error, job)
             return self._done(item, adapter, values)
-        except _UNUSABLE as error:
+        except UNUSABLE as error:
             self._unusable(item, error)
 
     def normalize(self, item: Any) -> Any:
         """The same, all on the calling thread (tests, commands without a reactor)."""
         try:
-            adapter, job = self._check(item)
-            return self._done(item, adapter, finish_article(*job))
-        except _UNUSABLE as error:
+            adapter = ItemAdapter(item)
+            if (ahead := self._finished_ahead(adapter)) is not None:
+                self._checked(adapter, ahead.checked)
+                return self._done(item, adapter, ahead.values)
+            return self._done(item, adapter, finish_article(*self._check(adapter)))
+        except UNUSABLE as error:
             self._unusable(item, error)
 
     def open_spider(self) -> None:
@@ -161,43 +187,45 @@ class NormalizePipeline:
         self.stats.inc_value("normalize/clean_worker_lost")
         return finish_article(*job)
 
+    def _finished_ahead(self, adapter: ItemAdapter) -> FinishedAhead | None:
+        """An article finished before it came here (``finished_ahead``: by the worker that
+        read its feed, which saves it a round trip to one), if its fields are still the ones
+        it was finished from; None otherwise."""
+        ahead = adapter.pop("finished_ahead", None)  # never passed on: it holds the raw body
+        if not isinstance(ahead, FinishedAhead):
+            return None
+        # The body is the very string the values were made from: compared by identity.
+        if any(adapter.get(name) != value for name, value in ahead.inputs.items()):
+            # Changed since (its full text fetched, another pipeline): finished again.
+            self.stats.inc_value("normalize/finished_ahead_stale")
+            return None
+        self.stats.inc_value("normalize/finished_ahead")
+        return ahead
+
     def _unusable(self, item: Any, error: BaseException) -> NoReturn:
         # Hostile or malformed data in one article (a value lxml refuses, a date out of
         # range): this article is dropped with the reason, the others go on.
         url = ItemAdapter(item).get("url")
         self._drop("unusable", f"unusable article ({type(error).__name__}: {error}): {url}")
 
-    def _check(self, item: Any) -> tuple[ItemAdapter, tuple[Any, ...]]:
+    def _check(self, adapter: ItemAdapter) -> tuple[Any, ...]:
         """The article's title, URL and time checked (or dropped); finish_article's
         arguments."""
-        adapter = ItemAdapter(item)
-        url = clean_text(adapter.get("url") or "") or None
-        title = clean_title(adapter.get("title") or "")
-        if not title:
-            self._drop("missing_title", f"article without a title: {url}")
-        if len(title) > self.max_title_length:
-            title = title[: self.max_title_length - 1].rstrip() + "…"
-            self.stats.inc_value("normalize/title_truncated")
-        published = adapter.get("published")
-        if not isinstance(published, datetime):
-            self._drop("missing_date", f"article without a publication time: {url}")
-        if published.utcoffset() is None:
-            self._drop("naive_date", f"publication time without a time zone: {url}")
-        published = published.astimezone(UTC)
+        try:
+            checked = check_article(adapter.get, self.finishing)
+        except NotAnArticle as error:
+            self._drop(error.reason, str(error))
+        self._checked(adapter, checked)
+        return checked.job
 
-        base = clean_text(adapter.get("body_base") or "") or url
-        raw_body = adapter.get("body") or ""
-        if len(raw_body) > MAX_BODY_LENGTH:
-            # No article is this long; hostile text this size would cost the sanitizer
-            # (super-linear on some inputs) seconds. Cut, sanitize what is left, count it.
-            raw_body = raw_body[:MAX_BODY_LENGTH]
+    def _checked(self, adapter: ItemAdapter, checked: CheckedArticle) -> None:
+        if checked.title_truncated:
+            self.stats.inc_value("normalize/title_truncated")
+        if checked.body_truncated:
             self.stats.inc_value("normalize/body_truncated")
-        adapter["title"] = title
-        adapter["url"] = url
-        adapter["published"] = published
-        fields = {name: adapter.get(name) for name in _FINISH_FIELDS}
-        strip = tuple(adapter.get("strip_selectors") or ())
-        return adapter, (raw_body, base, strip, fields, self.fallback_image, self.check_format)
+        adapter["title"] = checked.title
+        adapter["url"] = checked.url
+        adapter["published"] = checked.published
 
     def _done(self, item: Any, adapter: ItemAdapter, values: dict[str, Any]) -> Any:
         for name, value in values.items():

@@ -37,13 +37,13 @@ class CleanWorkerLost(RuntimeError):
 
 def _read_feed(*args: Any) -> Any:
     # Imported on the first feed: a site crawl's workers never load feedparser.
-    from crawler.extract.feed import read_feed
+    from crawler.post.feed_ahead import read_and_finish
 
-    return read_feed(*args)
+    return read_and_finish(*args)
 
 
-# What a worker does: finish_article for the normalize pipeline, read_feed (parse a feed's
-# bytes, map its entries) for the feeds spider.
+# What a worker does: finish_article for the normalize pipeline, read_and_finish (parse a
+# feed's bytes, map its entries, finish their articles) for the feeds spider.
 JOBS = {"finish": finish_article, "read_feed": _read_feed}
 
 
@@ -131,7 +131,7 @@ class CleanWorkers:
         return await self.run("finish", *args)  # type: ignore[no-any-return]
 
     async def read_feed(self, *args: Any) -> ReadFeed:
-        """:func:`~crawler.extract.feed.read_feed` of ``args``, in a worker."""
+        """:func:`~crawler.post.feed_ahead.read_and_finish` of ``args``, in a worker."""
         return await self.run("read_feed", *args)  # type: ignore[no-any-return]
 
     async def run(self, job: str, *args: Any) -> Any:

@@ -19,12 +19,15 @@ from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler.drift import count_page
-from crawler.extract.feed import BadEntry, FeedEntry, ReadFeed, read_feed
+from crawler.extract.feed import BadEntry, ReadFeed, entry_fields, read_feed
 from crawler.extract.fulltext import extract_article
 from crawler.items import Article
 from crawler.middlewares import TRUSTED_HOST
+from crawler.pipelines.normalize import finishing_for
 from crawler.pipelines.write import WriteFailed
+from crawler.post.article import Finishing
 from crawler.post.clean_worker import CleanWorkerLost, shared_workers
+from crawler.post.feed_ahead import FinishAhead
 from crawler.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -77,6 +80,7 @@ class FeedsSpider(HarvestSpider):
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._incomplete: set[str] = set()  # feeds with an item that failed: keep no validators
         self._started: dict[str, tuple[Source, float]] = {}  # feed URL -> source, start time
+        self._finishing: Finishing | None = None  # the normalize pipeline's (from_crawler)
 
     @property
     def sources_read(self) -> list[Source]:
@@ -122,6 +126,7 @@ class FeedsSpider(HarvestSpider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(spider._item_done, signal=signal)
+        spider._finishing = finishing_for(crawler.settings)
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -213,9 +218,10 @@ class FeedsSpider(HarvestSpider):
         if processes <= 0:
             return read_feed(*arguments)
         workers = shared_workers(processes)
+        ahead = self._finish_ahead(source, fetched_at)
         for attempt in (1, 2):
             try:
-                return await workers.read_feed(*arguments)
+                return await workers.read_feed(*arguments, ahead)
             except CleanWorkerLost as error:
                 self.crawler.stats.inc_value("feeds/worker_lost")
                 if attempt == 1:
@@ -225,11 +231,23 @@ class FeedsSpider(HarvestSpider):
                     self._feed_failed(source, message)
         return None
 
+    def _finish_ahead(self, source: Source, fetched_at: datetime) -> FinishAhead | None:
+        """What the worker reading a feed needs to finish its articles too, saving each a
+        round trip from the normalize pipeline to a worker (crawler/post/feed_ahead.py);
+        None when there is nothing to finish ahead: no normalize pipeline, or full text
+        to fetch (the body is replaced)."""
+        if self._finishing is None or source.full_text:
+            return None
+        max_age = _max_age(source, self.settings.getfloat("MAX_AGE_DAYS"))
+        not_before = fetched_at - timedelta(days=max_age) if max_age else None
+        return FinishAhead(self._finishing, _source_fields(source), not_before)
+
     def _entries(
         self, read: ReadFeed, source: Source, feed_url: str, fetched_at: datetime
     ) -> Iterator[Any]:
         stats = self.crawler.stats
         max_age = _max_age(source, self.settings.getfloat("MAX_AGE_DAYS"))
+        source_fields = _source_fields(source)
         rsshub_base = self.settings.get("RSSHUB_BASE")
         for position, entry in enumerate(read.entries):
             if not self.crawler.crawling:  # stopping (a signal): Scrapy would read them all
@@ -265,7 +283,9 @@ class FeedsSpider(HarvestSpider):
                 stats.inc_value("feeds/entry_too_old")
                 self.count(source.name, "too_old")
                 continue
-            item = _article(entry, source)
+            item = Article(**entry_fields(entry, source_fields))
+            if read.finished and read.finished[position] is not None:
+                item["finished_ahead"] = read.finished[position]
             self._track(item, feed_url)
             if (
                 source.full_text
@@ -390,21 +410,14 @@ class FeedsSpider(HarvestSpider):
             self.archive.save_feed_validators(feed_url, *validators)
 
 
-def _article(entry: FeedEntry, source: Source) -> Article:
-    return Article(
-        title=entry.title,
-        url=entry.link,
-        published=entry.published,
-        categories=list(source.categories),
-        author=source.author,
-        body=entry.body,
-        body_base=entry.body_base,
-        source=source.name,
-        image=entry.image,
-        fallback_image=source.fallback_image,
-        has_own_url=entry.has_own_url,
-        identity=entry.identity,
-    )
+def _source_fields(source: Source) -> dict[str, Any]:
+    """What a source gives each of its articles (entry_fields)."""
+    return {
+        "categories": list(source.categories),
+        "author": source.author,
+        "source": source.name,
+        "fallback_image": source.fallback_image,
+    }
 
 
 def _host(source: Source, rsshub_base: str) -> str:
