@@ -12,6 +12,7 @@ durable writes) holds the GIL, so in a thread it still competes with the crawl's
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
 import signal
@@ -81,6 +82,8 @@ def serve(handle: Callable[[Any], Any]) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = sys.stdin.buffer
+    for stream in (requests, replies):
+        _widen_pipe(stream.fileno())
     while (request := read_message(requests)) is not None:
         reply = frame(handle(request))
         try:
@@ -90,6 +93,21 @@ def serve(handle: Callable[[Any], Any]) -> None:
             with contextlib.suppress(BrokenPipeError):
                 replies.close()  # what is still buffered has nobody to go to
             return
+
+
+# A pipe's capacity asked for (Linux's default is 64 KiB; up to 1 MiB without privileges):
+# a feed and its finished articles (about 1 MB) then cross in a few reads, not in dozens of
+# 64 KiB wake-ups of the crawl's event loop.
+PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return  # not Linux: the pipe keeps its size
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError as error:  # not a pipe (a test's file), or over the user's pipe quota
+        print(f"helper: pipe size kept ({error})", file=sys.stderr)
 
 
 class BlockingChild:
