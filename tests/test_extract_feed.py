@@ -152,3 +152,33 @@ def test_cached_uri_joins_parse_as_feedparser_does(monkeypatch: pytest.MonkeyPat
     assert (
         cached.entries[1].link == "https://site.example/blog/two.html"
     )  # javascript: base refused
+
+
+def test_content_parameters_are_copied_as_a_deep_copy_would() -> None:
+    import copy
+
+    import feedparser.mixin
+    from feedparser.util import FeedParserDict
+
+    from crawler.extract.feedparser_speedup import _copy_params
+
+    assert "_copy_params" in feedparser.mixin._FeedParserMixin.pop.__code__.co_names
+    atom = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://site.example/" xml:lang="zh">
+<title>t</title><entry><title>a</title><id>1</id><summary type="html">&lt;p&gt;s&lt;/p&gt;</summary>
+<content type="html">&lt;p&gt;one&lt;/p&gt;</content><content type="text">two</content></entry>
+</feed>"""
+    (entry,) = parse_feed(atom, {}, "https://site.example/feed").entries
+    one, two = entry.content
+    assert isinstance(one, FeedParserDict) and one is not two
+    assert (one.value, one.type, one.language, one.base) == (
+        "<p>one</p>", "text/html", "zh", "https://site.example/",
+    )  # fmt: skip
+    assert (two.value, two.type) == ("two", "text/plain")
+    assert entry.summary_detail.value == "<p>s</p>"
+    # Anything but strings is left to copy.deepcopy: a copy that shares nothing.
+    params = FeedParserDict(type="text/html", nested=["x"])
+    copied = _copy_params(params)
+    assert copied == copy.deepcopy(params) and copied["nested"] is not params["nested"]
+    plain = FeedParserDict(type="text/html", language=None, base="https://b.example/")
+    assert _copy_params(plain) == plain and _copy_params(plain) is not plain
