@@ -74,9 +74,17 @@ def test_a_lost_helper_fails_its_batch_and_is_started_again(
     requests = process.stdin.fileno()
 
     def kill_once_the_batch_is_sent() -> None:
-        while struct.unpack("i", fcntl.ioctl(requests, termios.FIONREAD, b"\0" * 4))[0] == 0:
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
+        # Killed in any case (a bound, and finally): if the helper read the batch before the
+        # stop took effect, nothing stays in the pipe, and the test must not wait forever.
+        deadline = time.monotonic() + 30
+        try:
+            while (
+                time.monotonic() < deadline
+                and not struct.unpack("i", fcntl.ioctl(requests, termios.FIONREAD, b"\0" * 4))[0]
+            ):
+                time.sleep(0.01)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_once_the_batch_is_sent)
     killer.start()
