@@ -47,10 +47,24 @@ def test_a_post_is_written_keyed_and_indexed_once(tmp_path: Path) -> None:
 
 def test_failed_pages_wait_and_a_good_page_clears_them(tmp_path: Path) -> None:
     service = ArchiveService(tmp_path, timedelta(hours=1))
+    assert not service.state.has_failures()
+    service.page_succeeded("https://e.com/b")  # never failed: nothing to forget
     service.page_failed("https://e.com/a#top", "http_500")
     assert service.in_failure_backoff("https://e.com/a")
+    service.page_succeeded("https://e.com/b")
+    assert service.state.has_failures() and service.in_failure_backoff("https://e.com/a")
     service.page_succeeded("https://e.com/a")
     assert not service.in_failure_backoff("https://e.com/a")
+    assert not service.state.has_failures()
+    service.close()
+    # Remembered across runs: the next crawl's first good page clears it.
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    service.page_failed("https://e.com/c", "http_500")
+    service.close()
+    service = ArchiveService(tmp_path, timedelta(hours=1))
+    assert service.state.has_failures()
+    service.page_succeeded("https://e.com/c")
+    assert not service.in_failure_backoff("https://e.com/c")
     service.close()
 
 

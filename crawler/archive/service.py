@@ -251,7 +251,9 @@ class ArchiveService:
         if not self._may_save():
             return
         if self.shared is None:
-            self.state.forget_failure(_failure_key(url))
+            # Most archives hold no failure: then no URL key to compute for every page.
+            if self.state.has_failures():
+                self.state.forget_failure(_failure_key(url))
             return
         with contextlib.suppress(SharedUnavailable):  # reported and stopping already
             self._shared_call(self.shared.forget_failure, _failure_key(url))

@@ -364,6 +364,10 @@ class ArchiveState:
                 self._db.execute("DELETE FROM fetch_failures WHERE url_key = ?", (url_key,))
             failed.discard(url_key)
 
+    def has_failures(self) -> bool:
+        """Whether any page's failure is remembered (without the lock, as forget_failure)."""
+        return bool(self._failed_keys())
+
     def _failed_keys(self) -> set[str]:
         # Read when the state opens (a writable one: before any writer-thread transaction,
         # which holds the lock); after that, the crawl thread never takes the lock for it.
