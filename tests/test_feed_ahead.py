@@ -26,8 +26,8 @@ FINISHING = Finishing(300, FALLBACK_IMAGE, False)
 
 def read(ahead: FinishAhead | None) -> tuple[list[object], list[object]]:
     found = read_and_finish(
-        (FEEDS / "ithome-rss2.xml").read_bytes(), {"content-type": "application/rss+xml"},
-        "https://www.ithome.com/rss/", ZoneInfo("Asia/Shanghai"), FETCHED, 0, ahead,
+        ahead, (FEEDS / "ithome-rss2.xml").read_bytes(), {"content-type": "application/rss+xml"},
+        "https://www.ithome.com/rss/", ZoneInfo("Asia/Shanghai"), FETCHED, 0,
     )  # fmt: skip
     return found.entries, found.finished
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any
 
 from crawler.extract.feed import FeedEntry, ReadFeed, entry_fields, read_feed
@@ -28,18 +28,10 @@ class FinishAhead:
     not_before: datetime | None = None
 
 
-def read_and_finish(
-    body: bytes,
-    headers: dict[str, str],
-    url: str,
-    zone: tzinfo,
-    fetched_at: datetime,
-    cap: int = 0,
-    ahead: FinishAhead | None = None,
-) -> ReadFeed:
-    """:func:`~crawler.extract.feed.read_feed`, and with ``ahead`` each entry's article
-    finished (``ReadFeed.finished``)."""
-    read = read_feed(body, headers, url, zone, fetched_at, cap)
+def read_and_finish(ahead: FinishAhead | None, *feed: Any) -> ReadFeed:
+    """:func:`~crawler.extract.feed.read_feed` of ``feed`` (its arguments), and with
+    ``ahead`` each entry's article finished (``ReadFeed.finished``)."""
+    read = read_feed(*feed)
     if ahead is None or not read.is_feed:
         return read
     return dataclasses.replace(read, finished=[_finished(entry, ahead) for entry in read.entries])

@@ -221,7 +221,7 @@ class FeedsSpider(HarvestSpider):
         ahead = self._finish_ahead(source, fetched_at)
         for attempt in (1, 2):
             try:
-                return await workers.read_feed(*arguments, ahead)
+                return await workers.read_feed(ahead, *arguments)
             except CleanWorkerLost as error:
                 self.crawler.stats.inc_value("feeds/worker_lost")
                 if attempt == 1:
