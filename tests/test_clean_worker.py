@@ -74,8 +74,8 @@ async def test_a_feed_read_in_a_worker_is_the_feed_read_in_place() -> None:
     async def run() -> list[object]:
         workers = CleanWorkers(1)
         try:
-            read = [await workers.read_feed(*feed_job(name)) for name in names]
-            return [*read, await workers.read_feed(*feed_job("ithome-rss2.xml", cap=2))]
+            read = [await workers.read_feed(None, *feed_job(name)) for name in names]
+            return [*read, await workers.read_feed(None, *feed_job("ithome-rss2.xml", cap=2))]
         finally:
             workers.close()
 

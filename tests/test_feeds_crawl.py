@@ -32,6 +32,7 @@ from support import (
     write_sources,
 )
 
+from crawler import child
 from crawler.post.clean_worker import shared_workers
 
 CATEGORIES = "科技,测试,最新"  # as -a passes it
@@ -197,8 +198,12 @@ async def test_a_feed_that_loses_two_workers_fails_and_the_crawl_goes_on(
 ) -> None:
     killer = await deferred_from_coro(stop_the_worker_and_kill_it_once_it_holds_a_job())
     # The next worker dies as it starts (Python refuses an unknown encoding for its
-    # streams): as with a feed that kills whatever reads it.
-    monkeypatch.setenv("PYTHONIOENCODING", "no-such-codec")
+    # streams): as with a feed that kills whatever reads it. In the environment helpers
+    # get, not in os.environ: the session's background commands must not inherit it.
+    helper_environment = child.environment
+    monkeypatch.setattr(
+        child, "environment", lambda: {**helper_environment(), "PYTHONIOENCODING": "no-such-codec"}
+    )
     result = await crawl_feed(
         site, "/feeds/ithome.xml", tmp_path / "out", {"CLEAN_PROCESSES": 1},
         timezone="Asia/Shanghai",
