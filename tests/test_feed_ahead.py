@@ -14,7 +14,7 @@ from support import FEEDS
 from crawler.extract.feed import FeedEntry, entry_fields
 from crawler.items import Article
 from crawler.pipelines.normalize import NormalizePipeline, finishing_for
-from crawler.post.article import FinishedAhead, Finishing, finish_ahead
+from crawler.post.article import MAX_BODY_LENGTH, FinishedAhead, Finishing, finish_ahead
 from crawler.post.feed_ahead import FinishAhead, read_and_finish
 from crawler.settings import FALLBACK_IMAGE, ITEM_PIPELINES
 
@@ -104,3 +104,21 @@ def test_finishing_is_the_normalize_pipelines_or_none_without_it() -> None:
 def _first_entry() -> FeedEntry:
     entries, _ = read(None)
     return next(entry for entry in entries if isinstance(entry, FeedEntry))
+
+
+def test_a_body_cut_and_a_title_shortened_ahead_are_still_counted(
+    pipeline: NormalizePipeline,
+) -> None:
+    fields = {
+        **entry_fields(_first_entry(), SOURCE),
+        "title": "长" * 400,
+        "body": "<p>" + "字" * (MAX_BODY_LENGTH + 1000) + "</p>",
+    }
+    ahead = finish_ahead(fields, FINISHING)
+    assert ahead is not None
+    assert ahead.checked.body_truncated and ahead.checked.title_truncated
+    item = pipeline.normalize(Article(**fields, finished_ahead=ahead))
+    assert pipeline.stats.get_value("normalize/finished_ahead") == 1
+    assert pipeline.stats.get_value("normalize/body_truncated") == 1
+    assert pipeline.stats.get_value("normalize/title_truncated") == 1
+    assert len(item["title"]) == 300 and item["title"].endswith("…")
