@@ -3,8 +3,8 @@
 Finished there, an entry's body crosses to the crawl once, cleaned, instead of going back to
 a worker from the normalize pipeline and returning: two pipe trips and their pickling less
 per entry, on the crawl's busiest thread too. Normalize takes these values only for an item
-whose finishing arguments are still the ones they were finished from (FinishedAhead), so an
-entry whose full text is fetched, or that a pipeline changed, is finished again as usual.
+whose fields are still the ones they were finished from (FinishedAhead.inputs), so an entry
+whose body was replaced, or that a pipeline changed, is finished again as usual.
 """
 
 from __future__ import annotations
