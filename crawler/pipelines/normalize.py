@@ -40,12 +40,8 @@ def validated_as_normalized(settings: BaseSettings) -> bool:
     from crawler.pipelines.images import ArchiveImagesPipeline
     from crawler.pipelines.validate import ValidatePipeline
 
-    try:
-        classes = [load_object(path) for path in build_component_list(
-            settings.getwithbase("ITEM_PIPELINES"))]  # fmt: skip
-    except (ImportError, AttributeError, NameError, ValueError):
-        return False  # Scrapy reports it when it builds the pipelines
-    if NormalizePipeline not in classes or ValidatePipeline not in classes:
+    classes = _pipeline_classes(settings)
+    if classes is None or NormalizePipeline not in classes or ValidatePipeline not in classes:
         return False
     start, end = classes.index(NormalizePipeline), classes.index(ValidatePipeline)
     between = classes[start + 1 : end]
@@ -60,14 +56,20 @@ def finishing_for(settings: BaseSettings) -> Finishing | None:
     """How the normalize pipeline finishes a crawl's articles, or None when the crawl has
     no normalize pipeline: for a spider that has articles finished before they reach it
     (the feeds spider, in the worker that read the feed)."""
+    classes = _pipeline_classes(settings)
+    if classes is None or NormalizePipeline not in classes:
+        return None
+    return _finishing(settings)
+
+
+def _pipeline_classes(settings: BaseSettings) -> list[Any] | None:
+    """The crawl's item pipelines, in order; None when one does not load (Scrapy reports it
+    when it builds the pipelines)."""
     try:
-        classes = [load_object(path) for path in build_component_list(
+        return [load_object(path) for path in build_component_list(
             settings.getwithbase("ITEM_PIPELINES"))]  # fmt: skip
     except (ImportError, AttributeError, NameError, ValueError):
         return None
-    if NormalizePipeline not in classes:
-        return None
-    return _finishing(settings)
 
 
 def _finishing(settings: BaseSettings) -> Finishing:
@@ -120,9 +122,8 @@ class NormalizePipeline:
         checks and stats on the reactor."""
         try:
             adapter = ItemAdapter(item)
-            if (ahead := self._finished_ahead(adapter)) is not None:
-                self._checked(adapter, ahead.checked)
-                return self._done(item, adapter, ahead.values)
+            if (values := self._finished_ahead(adapter)) is not None:
+                return self._done(item, adapter, values)
             job = self._check(adapter)
             try:
                 values = await self._finish_elsewhere(job)
@@ -136,10 +137,8 @@ class NormalizePipeline:
         """The same, all on the calling thread (tests, commands without a reactor)."""
         try:
             adapter = ItemAdapter(item)
-            if (ahead := self._finished_ahead(adapter)) is not None:
-                self._checked(adapter, ahead.checked)
-                return self._done(item, adapter, ahead.values)
-            return self._done(item, adapter, finish_article(*self._check(adapter)))
+            values = self._finished_ahead(adapter) or finish_article(*self._check(adapter))
+            return self._done(item, adapter, values)
         except UNUSABLE as error:
             self._unusable(item, error)
 
@@ -187,10 +186,10 @@ class NormalizePipeline:
         self.stats.inc_value("normalize/clean_worker_lost")
         return finish_article(*job)
 
-    def _finished_ahead(self, adapter: ItemAdapter) -> FinishedAhead | None:
-        """An article finished before it came here (``finished_ahead``: by the worker that
-        read its feed, which saves it a round trip to one), if its fields are still the ones
-        it was finished from; None otherwise."""
+    def _finished_ahead(self, adapter: ItemAdapter) -> dict[str, Any] | None:
+        """The values of an article finished before it came here (``finished_ahead``: by the
+        worker that read its feed, which saves it a round trip to one), its checks applied,
+        if its fields are still the ones it was finished from; None otherwise."""
         ahead = adapter.pop("finished_ahead", None)  # never passed on: it holds the raw body
         if not isinstance(ahead, FinishedAhead):
             return None
@@ -200,7 +199,8 @@ class NormalizePipeline:
             self.stats.inc_value("normalize/finished_ahead_stale")
             return None
         self.stats.inc_value("normalize/finished_ahead")
-        return ahead
+        self._checked(adapter, ahead.checked)
+        return ahead.values
 
     def _unusable(self, item: Any, error: BaseException) -> NoReturn:
         # Hostile or malformed data in one article (a value lxml refuses, a date out of
